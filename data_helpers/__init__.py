@@ -1,0 +1,40 @@
+"""Helpers for the book *Storing big bioimaging data with Zarr and OME-Zarr*.
+
+One module per concern:
+
+- :mod:`data_helpers.data` -- sample data, hash-verified, with an offline mirror.
+- :mod:`data_helpers.phantom` -- a deterministic synthetic fluorescence volume of any size.
+- :mod:`data_helpers.plot` -- slices, orthogonal views and montages.
+- :mod:`data_helpers.files` -- what a Zarr hierarchy looks like on disk.
+
+Example
+-------
+>>> from data_helpers import load_heart
+>>> load_heart("numpy").shape
+(120, 120, 139)
+"""
+
+from data_helpers.data import (
+    DATASETS,
+    MIRROR_ENV,
+    DataUnavailableError,
+    fetch,
+    load_heart,
+)
+from data_helpers.files import tree
+from data_helpers.phantom import CHANNELS, make_phantom
+from data_helpers.plot import montage, orthoviews, show_slice
+
+__all__ = [
+    "CHANNELS",
+    "DATASETS",
+    "MIRROR_ENV",
+    "DataUnavailableError",
+    "fetch",
+    "load_heart",
+    "make_phantom",
+    "montage",
+    "orthoviews",
+    "show_slice",
+    "tree",
+]

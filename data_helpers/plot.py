@@ -1,0 +1,222 @@
+"""Plots of 3-D volumes: a slice along any axis, orthogonal views, montages.
+
+Every function takes an optional Matplotlib ``Axes`` (or ``Figure``), returns
+the figure it drew on, and changes no global state: figures are created with
+:class:`matplotlib.figure.Figure`, not through ``pyplot``, and no rcParams are
+touched. In a notebook, end the cell with the returned figure to show it.
+
+Inputs may be numpy, zarr, dask or xarray arrays; an xarray ``DataArray``
+gives axis names, physical units and the aspect ratio.
+
+Example
+-------
+>>> import numpy as np
+>>> fig = show_slice(np.zeros((4, 5, 6)), axis="y")
+>>> fig.axes[0].get_title()
+'y = 2'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+_DEFAULT_DIMS = ("z", "y", "x")
+
+
+def _dims(volume: Any) -> tuple[str, ...]:
+    dims = getattr(volume, "dims", None)
+    if isinstance(dims, tuple) and all(isinstance(d, str) for d in dims):
+        return dims
+    return _DEFAULT_DIMS[-np.ndim(volume):] if np.ndim(volume) <= 3 else tuple(
+        f"dim_{i}" for i in range(np.ndim(volume))
+    )
+
+
+def _check_volume(volume: Any) -> tuple[str, ...]:
+    shape = getattr(volume, "shape", None)
+    if shape is None:
+        raise TypeError(
+            f"Expected a numpy, zarr, dask or xarray array, got {type(volume).__name__}."
+        )
+    if len(shape) != 3:
+        raise ValueError(
+            f"Expected a 3-D volume (z, y, x); got shape {tuple(shape)}. "
+            "Select one channel and time point first, e.g. image[0]."
+        )
+    return _dims(volume)
+
+
+def _axis_index(axis: int | str, dims: Sequence[str]) -> int:
+    if isinstance(axis, str):
+        if axis not in dims:
+            raise ValueError(f"Unknown axis {axis!r}; use one of {list(dims)} or 0, 1, 2.")
+        return list(dims).index(axis)
+    if isinstance(axis, (int, np.integer)) and -3 <= axis < 3:
+        return int(axis) % 3
+    raise ValueError(f"Unknown axis {axis!r}; use 0, 1, 2 or one of {list(dims)}.")
+
+
+def _spacing(volume: Any, dims: Sequence[str]) -> list[float]:
+    """Physical spacing per axis from xarray coordinates, else 1."""
+    out = []
+    for d in dims:
+        coord = getattr(volume, "coords", {}).get(d) if hasattr(volume, "coords") else None
+        if coord is not None and coord.size > 1:
+            out.append(float(coord[1] - coord[0]))
+        else:
+            out.append(1.0)
+    return out
+
+
+def _values(volume: Any, index: tuple) -> np.ndarray:
+    part = volume[index]
+    part = getattr(part, "values", part)  # xarray
+    if hasattr(part, "compute"):  # dask
+        part = part.compute()
+    return np.asarray(part)
+
+
+def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
+    if ax is not None:
+        if not isinstance(ax, Axes):
+            raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}.")
+        return ax
+    return Figure(figsize=figsize, layout="constrained").add_subplot()
+
+
+def show_slice(
+    volume: Any,
+    axis: int | str = 0,
+    index: int | None = None,
+    *,
+    ax: Axes | None = None,
+    cmap: str = "gray",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    title: str | None = None,
+    colorbar: bool = False,
+) -> Figure:
+    """Show the 2-D slice ``index`` (default: the middle) perpendicular to ``axis``.
+
+    Example
+    -------
+    >>> fig = show_slice(np.arange(24).reshape(2, 3, 4), axis=2, index=1)
+    >>> fig.axes[0].images[0].get_array().shape
+    (2, 3)
+    """
+    dims = _check_volume(volume)
+    a = _axis_index(axis, dims)
+    n = volume.shape[a]
+    index = n // 2 if index is None else int(index)
+    if not -n <= index < n:
+        raise ValueError(f"index {index} is outside axis {dims[a]!r} of size {n}; use 0..{n - 1}.")
+    index %= n
+    sel = [slice(None)] * 3
+    sel[a] = index
+    plane = _values(volume, tuple(sel))
+    rest = [d for i, d in enumerate(dims) if i != a]
+    spacing = [s for i, s in enumerate(_spacing(volume, dims)) if i != a]
+    ax = _new_axes(ax, (5, 5 * plane.shape[0] / max(plane.shape[1], 1) + 0.6))
+    im = ax.imshow(plane, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
+                   aspect=spacing[0] / spacing[1])
+    ax.set_xlabel(rest[1])
+    ax.set_ylabel(rest[0])
+    ax.set_title(title if title is not None else f"{dims[a]} = {index}")
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, shrink=0.8)
+    return ax.figure
+
+
+def orthoviews(
+    volume: Any,
+    point: Sequence[int] | None = None,
+    *,
+    fig: Figure | None = None,
+    cmap: str = "gray",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Three orthogonal slices through ``point`` (default: the centre), with cross-hairs.
+
+    Example
+    -------
+    >>> fig = orthoviews(np.random.default_rng(0).random((8, 9, 10)))
+    >>> len(fig.axes)
+    3
+    """
+    dims = _check_volume(volume)
+    point = [s // 2 for s in volume.shape] if point is None else [int(p) for p in point]
+    if len(point) != 3 or any(not 0 <= p < s for p, s in zip(point, volume.shape)):
+        raise ValueError(f"point must be 3 indices inside shape {tuple(volume.shape)}; got {point}.")
+    spacing = _spacing(volume, dims)
+    if vmin is None or vmax is None:
+        planes = [_values(volume, tuple(p if i == a else slice(None) for i, p in enumerate(point)))
+                  for a in range(3)]
+        lo = min(float(p.min()) for p in planes)
+        hi = max(float(p.max()) for p in planes)
+        vmin = lo if vmin is None else vmin
+        vmax = hi if vmax is None else vmax
+    fig = Figure(figsize=(11, 4), layout="constrained") if fig is None else fig
+    axes = fig.subplots(1, 3)
+    for a, ax in enumerate(axes):
+        show_slice(volume, a, point[a], ax=ax, cmap=cmap, vmin=vmin, vmax=vmax)
+        others = [i for i in range(3) if i != a]
+        ax.axhline(point[others[0]], color="tab:orange", lw=0.8, alpha=0.8)
+        ax.axvline(point[others[1]], color="tab:orange", lw=0.8, alpha=0.8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def montage(
+    volume: Any,
+    axis: int | str = 0,
+    n: int = 9,
+    *,
+    indices: Sequence[int] | None = None,
+    ncols: int | None = None,
+    ax: Axes | None = None,
+    cmap: str = "gray",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Tile ``n`` evenly spaced slices (or the given ``indices``) along ``axis`` into one image.
+
+    Example
+    -------
+    >>> fig = montage(np.zeros((10, 4, 4)), n=4)
+    >>> fig.axes[0].images[0].get_array().shape
+    (8, 8)
+    """
+    dims = _check_volume(volume)
+    a = _axis_index(axis, dims)
+    size = volume.shape[a]
+    if indices is None:
+        if n < 1:
+            raise ValueError(f"n must be at least 1; got {n}.")
+        indices = np.unique(np.linspace(0, size - 1, min(n, size)).round().astype(int)).tolist()
+    bad = [i for i in indices if not 0 <= i < size]
+    if bad:
+        raise ValueError(f"indices {bad} are outside axis {dims[a]!r} of size {size}.")
+    tiles = [_values(volume, tuple(i if k == a else slice(None) for k in range(3))) for i in indices]
+    ncols = ncols or int(np.ceil(np.sqrt(len(tiles))))
+    nrows = int(np.ceil(len(tiles) / ncols))
+    th, tw = tiles[0].shape
+    canvas = np.full((nrows * th, ncols * tw), np.nan, dtype=np.float64)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, ncols)
+        canvas[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = tile
+    ax = _new_axes(ax, (8, 8 * canvas.shape[0] / canvas.shape[1] + 0.5))
+    ax.imshow(canvas, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    for k, i in enumerate(indices):
+        r, c = divmod(k, ncols)
+        ax.text(c * tw + 2, r * th + 2, f"{dims[a]}={i}", color="yellow", fontsize=8, va="top")
+    ax.set_axis_off()
+    ax.set_title(title if title is not None else f"{len(tiles)} slices along {dims[a]}")
+    return ax.figure

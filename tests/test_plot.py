@@ -1,0 +1,99 @@
+"""Plots return figures, honour a given Axes, and touch no global state."""
+
+from __future__ import annotations
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import xarray as xr
+from matplotlib.figure import Figure
+
+from data_helpers.plot import montage, orthoviews, show_slice
+
+VOLUME = np.arange(4 * 5 * 6, dtype=np.uint16).reshape(4, 5, 6)
+
+
+@pytest.fixture(autouse=True)
+def no_global_state():
+    before_figs = plt.get_fignums()
+    before_rc = dict(matplotlib.rcParams)
+    yield
+    assert plt.get_fignums() == before_figs, "a helper created a pyplot figure"
+    assert dict(matplotlib.rcParams) == before_rc, "a helper changed rcParams"
+
+
+@pytest.mark.parametrize(("axis", "expected"), [(0, (5, 6)), ("y", (4, 6)), (-1, (4, 5))])
+def test_show_slice_picks_the_plane(axis, expected):
+    fig = show_slice(VOLUME, axis=axis)
+    assert isinstance(fig, Figure)
+    shown = fig.axes[0].images[0].get_array()
+    assert shown.shape == expected
+
+
+def test_show_slice_values_and_default_index():
+    fig = show_slice(VOLUME, axis="x")
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), VOLUME[:, :, 3])
+    assert fig.axes[0].get_title() == "x = 3"
+
+
+def test_show_slice_draws_on_given_axes():
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert show_slice(VOLUME, 0, 1, ax=ax) is fig
+    np.testing.assert_array_equal(ax.images[0].get_array(), VOLUME[1])
+
+
+def test_xarray_dims_and_spacing_are_used():
+    arr = xr.DataArray(
+        VOLUME, dims=("z", "y", "x"),
+        coords={"z": np.arange(4) * 3.0, "y": np.arange(5) * 1.0, "x": np.arange(6) * 1.0},
+    )
+    fig = show_slice(arr, axis="x")
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("y", "z")
+    assert ax.get_aspect() == pytest.approx(3.0)
+
+
+def test_orthoviews_three_panels_share_a_colour_range():
+    fig = orthoviews(VOLUME, point=(1, 2, 3))
+    assert len(fig.axes) == 3
+    limits = {im.get_clim() for ax in fig.axes for im in ax.images}
+    assert len(limits) == 1
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), VOLUME[1])
+    np.testing.assert_array_equal(fig.axes[2].images[0].get_array(), VOLUME[:, :, 3])
+
+
+def test_montage_tiles():
+    fig = montage(VOLUME, axis=0, indices=[0, 3])
+    canvas = fig.axes[0].images[0].get_array()
+    assert canvas.shape == (5, 12)
+    np.testing.assert_array_equal(canvas[:, 6:], VOLUME[3])
+
+
+def test_dask_and_zarr_inputs():
+    import dask.array as da
+    import zarr
+
+    z = zarr.create_array(zarr.storage.MemoryStore(), data=VOLUME, chunks=(2, 2, 2))
+    for source in (da.from_array(VOLUME, chunks=2), z):
+        np.testing.assert_array_equal(show_slice(source, 0, 2).axes[0].images[0].get_array(), VOLUME[2])
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: show_slice(VOLUME, axis="t"), ValueError, r"\['z', 'y', 'x'\]"),
+        (lambda: show_slice(VOLUME, axis=3), ValueError, "use 0, 1, 2"),
+        (lambda: show_slice(VOLUME, index=9), ValueError, "use 0..3"),
+        (lambda: show_slice(VOLUME[0]), ValueError, "3-D volume"),
+        (lambda: show_slice(np.zeros((2, 3, 4, 5))), ValueError, "Select one channel"),
+        (lambda: show_slice([[1, 2]]), TypeError, "numpy, zarr, dask or xarray"),
+        (lambda: orthoviews(VOLUME, point=(9, 0, 0)), ValueError, "inside shape"),
+        (lambda: montage(VOLUME, indices=[7]), ValueError, "outside axis"),
+        (lambda: show_slice(VOLUME, ax="left"), TypeError, "matplotlib Axes"),
+    ],
+)
+def test_bad_input_says_what_works(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
