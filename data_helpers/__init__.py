@@ -6,6 +6,7 @@ One module per concern:
 - :mod:`data_helpers.phantom` -- a deterministic synthetic fluorescence volume of any size.
 - :mod:`data_helpers.plot` -- slices, orthogonal views and montages.
 - :mod:`data_helpers.files` -- what a Zarr hierarchy looks like on disk.
+- :mod:`data_helpers.measure` -- count what crosses a store; time operations.
 
 Example
 -------
@@ -21,20 +22,25 @@ from data_helpers.data import (
     fetch,
     load_heart,
 )
-from data_helpers.files import tree
+from data_helpers.files import disk_usage, tree
+from data_helpers.measure import CountingStore, Timing, time_it
 from data_helpers.phantom import CHANNELS, make_phantom
 from data_helpers.plot import montage, orthoviews, show_slice
 
 __all__ = [
     "CHANNELS",
+    "CountingStore",
     "DATASETS",
     "MIRROR_ENV",
     "DataUnavailableError",
+    "Timing",
+    "disk_usage",
     "fetch",
     "load_heart",
     "make_phantom",
     "montage",
     "orthoviews",
     "show_slice",
+    "time_it",
     "tree",
 ]
