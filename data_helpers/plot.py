@@ -80,6 +80,31 @@ def _values(volume: Any, index: tuple) -> np.ndarray:
     return np.asarray(part)
 
 
+def label_colours(plane: np.ndarray) -> np.ndarray:
+    """RGB image of a label plane: a stable bright colour per id, black for 0.
+
+    Colours depend only on the id, so a nucleus keeps its colour across slices
+    and plots (ids next to each other still get very different colours).
+
+    Example
+    -------
+    >>> rgb = label_colours(np.array([[0, 1], [2, 1]]))
+    >>> rgb.shape, rgb[0, 0].tolist(), bool((rgb[0, 1] == rgb[1, 1]).all())
+    ((2, 2, 3), [0.0, 0.0, 0.0], True)
+    """
+    from matplotlib.colors import hsv_to_rgb
+
+    ids = np.asarray(plane).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        h = (ids * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+    hue = (h & np.uint64(0xFFFF)).astype(np.float64) / 0xFFFF
+    sat = 0.55 + 0.45 * ((h >> np.uint64(16)) & np.uint64(0xFF)).astype(np.float64) / 0xFF
+    hsv = np.stack([hue, sat, np.ones_like(hue)], axis=-1)
+    rgb = hsv_to_rgb(hsv)
+    rgb[ids == 0] = 0.0
+    return rgb
+
+
 def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
     if ax is not None:
         if not isinstance(ax, Axes):
@@ -102,6 +127,9 @@ def show_slice(
 ) -> Figure:
     """Show the 2-D slice ``index`` (default: the middle) perpendicular to ``axis``.
 
+    ``cmap="labels"`` shows a label image with one distinct colour per id
+    (see :func:`label_colours`) instead of a colour ramp.
+
     Example
     -------
     >>> fig = show_slice(np.arange(24).reshape(2, 3, 4), axis=2, index=1)
@@ -121,6 +149,8 @@ def show_slice(
     rest = [d for i, d in enumerate(dims) if i != a]
     spacing = [s for i, s in enumerate(_spacing(volume, dims)) if i != a]
     ax = _new_axes(ax, (5, 5 * plane.shape[0] / max(plane.shape[1], 1) + 0.6))
+    if cmap == "labels":
+        plane, cmap, colorbar = label_colours(plane), None, False
     im = ax.imshow(plane, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
                    aspect=spacing[0] / spacing[1])
     ax.set_xlabel(rest[1])

@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 from matplotlib.figure import Figure
 
-from data_helpers.plot import montage, orthoviews, show_slice
+from data_helpers.plot import label_colours, montage, orthoviews, show_slice
 
 VOLUME = np.arange(4 * 5 * 6, dtype=np.uint16).reshape(4, 5, 6)
 
@@ -97,3 +97,24 @@ def test_dask_and_zarr_inputs():
 def test_bad_input_says_what_works(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_label_colours_are_distinct_per_id_and_black_background():
+    plane = np.array([[0, 1, 2], [3, 1, 0]])
+    rgb = label_colours(plane)
+    assert rgb.shape == (2, 3, 3)
+    assert (rgb[plane == 0] == 0).all()
+    np.testing.assert_array_equal(rgb[0, 1], rgb[1, 1])  # same id, same colour
+    colours = {tuple(rgb[0, 1]), tuple(rgb[0, 2]), tuple(rgb[1, 0])}
+    assert len(colours) == 3
+    # neighbouring ids differ clearly, not by a shade
+    assert np.abs(label_colours(np.array([[1000, 1001]]))[0, 0] - label_colours(np.array([[1000, 1001]]))[0, 1]).max() > 0.2
+
+
+def test_show_slice_labels_mode_draws_rgb():
+    labels = np.zeros((2, 4, 4), dtype=np.uint32)
+    labels[1, 1:3, 1:3] = 7
+    fig = show_slice(labels, 0, 1, cmap="labels")
+    shown = fig.axes[0].images[0].get_array()
+    assert shown.shape == (4, 4, 3)
+    np.testing.assert_array_equal(shown[1, 1], label_colours(np.array([[7]]))[0, 0])
