@@ -6,6 +6,7 @@ One module per concern:
 - :mod:`data_helpers.phantom` -- a deterministic synthetic fluorescence volume of any size.
 - :mod:`data_helpers.plot` -- slices, orthogonal views and montages.
 - :mod:`data_helpers.files` -- what a Zarr hierarchy looks like on disk.
+- :mod:`data_helpers.servers` -- real local S3 (SeaweedFS) and HTTP servers, on 127.0.0.1.
 
 Example
 -------
@@ -24,6 +25,7 @@ from data_helpers.data import (
 from data_helpers.files import tree
 from data_helpers.phantom import CHANNELS, make_phantom
 from data_helpers.plot import montage, orthoviews, show_slice
+from data_helpers.servers import http_server, s3_server
 
 __all__ = [
     "CHANNELS",
@@ -31,10 +33,12 @@ __all__ = [
     "MIRROR_ENV",
     "DataUnavailableError",
     "fetch",
+    "http_server",
     "load_heart",
     "make_phantom",
     "montage",
     "orthoviews",
+    "s3_server",
     "show_slice",
     "tree",
 ]

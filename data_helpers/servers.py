@@ -22,6 +22,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
 import errno
 import http.server
@@ -62,6 +63,8 @@ GRPC_OFFSET = 10000
 # The HTTP ports ``weed mini`` opens besides S3 (WebDAV is switched off; Iceberg and
 # Lance are switched off with port 0).
 _OTHER_COMPONENTS = ("master", "volume", "filer", "admin")
+# Seconds between SIGTERM and SIGKILL when stopping a server (SeaweedFS once hung 30 s).
+STOP_GRACE = 5.0
 
 
 class ServerStartError(RuntimeError):
@@ -107,7 +110,7 @@ def _free_port_pairs(n: int, exclude: set[int]) -> list[int]:
 
 
 def _find_weed() -> str:
-    """Path of the SeaweedFS ``weed`` binary: next to ``sys.executable``, else on PATH."""
+    """The SeaweedFS ``weed`` binary: next to ``sys.executable``, else on PATH."""
     beside = Path(sys.executable).parent / "weed"
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
@@ -130,16 +133,6 @@ def _log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(tail) if tail else "(log file is empty)"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - someone else's process
-        return True
-    return True
-
-
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -150,8 +143,9 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _stop_process_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+def _stop_process_group(proc: subprocess.Popen, grace: float | None = None) -> None:
     """SIGTERM the process group, SIGKILL it after ``grace`` seconds, reap the child."""
+    grace = STOP_GRACE if grace is None else grace
     pgid = proc.pid  # start_new_session=True: the group id is the child's pid
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
@@ -237,7 +231,7 @@ class S3Server:
 
     @property
     def fsspec_options(self) -> dict[str, Any]:
-        """``storage_options`` for s3fs/fsspec (``zarr.open("s3://...", storage_options=)``).
+        """``storage_options`` for s3fs/fsspec: ``zarr.open(url, storage_options=)``.
 
         Example
         -------
@@ -265,7 +259,8 @@ class S3Server:
         """
         import s3fs
 
-        return s3fs.S3FileSystem(**self.fsspec_options, skip_instance_cache=True, **kwargs)
+        options = {**self.fsspec_options, "skip_instance_cache": True, **kwargs}
+        return s3fs.S3FileSystem(**options)
 
     def url(self, path: str = "") -> str:
         """``s3://bucket/path`` for fsspec-style openers.
@@ -304,7 +299,7 @@ class S3Server:
 
 
 def _s3_answers(endpoint: str, timeout: float) -> bool:
-    """True once anything answers HTTP at ``endpoint`` (S3 says 403 to anonymous GET /)."""
+    """True once anything answers HTTP at ``endpoint`` (403 to an anonymous GET /)."""
     try:
         with urllib.request.urlopen(endpoint + "/", timeout=timeout):
             return True
@@ -325,7 +320,7 @@ def _bucket_ready(server: S3Server) -> bool:
 
 
 def _remove_grpc_sockets(ports: dict[str, int]) -> None:
-    """Remove the ``/tmp/seaweedfs-*-<port>.sock`` files a killed server leaves behind."""
+    """Remove the ``/tmp/seaweedfs-*-<port>.sock`` files a killed server leaves."""
     ours = {str(p) for p in ports.values()} | {
         str(p + GRPC_OFFSET) for p in ports.values()
     }
@@ -501,9 +496,16 @@ class _Counter:
         self.lock = threading.Lock()
         self.log: list[RequestRecord] = []
 
-    def add(self, rec: RequestRecord) -> None:
+    def add(self, rec: RequestRecord) -> int:
         with self.lock:
             self.log.append(rec)
+            return len(self.log) - 1
+
+    def correct(self, index: int, rec: RequestRecord, sent: int) -> None:
+        """Lower a record's byte count to what was really sent (client hung up)."""
+        with self.lock:
+            if index < len(self.log) and self.log[index] is rec:
+                self.log[index] = dataclasses.replace(rec, bytes=sent)
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -521,16 +523,25 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self._status = code
         super().send_response(code, message)
 
-    def _record(self, sent: int) -> None:
-        self.counter.add(
-            RequestRecord(
-                method=self.command,
-                path=self.path,
-                status=getattr(self, "_status", 0),
-                bytes=sent,
-                range=self.headers.get("Range"),
-            )
+    def end_headers(self) -> None:
+        # Count the request before the client can see the end of the response, so that
+        # a client reading the counters right after a read always finds it there.
+        status = getattr(self, "_status", 0)
+        length = 0
+        if self.command == "GET" and 200 <= status < 300:
+            for line in self._headers_buffer:
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value.strip())
+        self._rec = RequestRecord(
+            method=self.command,
+            path=self.path,
+            status=status,
+            bytes=length,
+            range=self.headers.get("Range"),
         )
+        self._rec_index = self.counter.add(self._rec)
+        super().end_headers()
 
     # -- reads
     def send_head(self):  # type: ignore[override]
@@ -568,14 +579,15 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                     self.end_headers()
                     return None
                 status = 206
-            # Anything else (several ranges, bad syntax) gets the whole file, as RFC 9110
-            # allows a server that ignores Range.
+            # Anything else (several ranges, bad syntax) gets the whole file, as
+            # RFC 9110 allows a server that ignores Range.
             length = end - start + 1 if size else 0
             self.send_response(status)
             self.send_header("Content-Type", self.guess_type(path))
             self.send_header("Content-Length", str(length))
             self.send_header("Accept-Ranges", "bytes")
-            self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
+            modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+            self.send_header("Last-Modified", modified)
             self.send_header("ETag", f'"{st.st_mtime_ns:x}-{size:x}"')
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
@@ -591,7 +603,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         remaining = self._length
         sent = 0
         while remaining is None or remaining > 0:
-            chunk = source.read(64 * 1024 if remaining is None else min(remaining, 65536))
+            chunk = source.read(65536 if remaining is None else min(remaining, 65536))
             if not chunk:
                 break
             outputfile.write(chunk)
@@ -608,14 +620,13 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                 self.copyfile(f, self.wfile)
             finally:
                 f.close()
-        ok = 200 <= getattr(self, "_status", 0) < 300
-        self._record(self._sent if ok else 0)
+                if self._sent < self._rec.bytes:
+                    self.counter.correct(self._rec_index, self._rec, self._sent)
 
     def do_HEAD(self) -> None:
         f = self.send_head()
         if f:
             f.close()
-        self._record(0)
 
     # -- writes are refused
     def _refuse(self) -> None:
@@ -628,7 +639,6 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
         self.close_connection = True
-        self._record(0)
 
     do_PUT = do_POST = do_DELETE = do_PATCH = _refuse
 
@@ -642,7 +652,7 @@ class _Server(http.server.ThreadingHTTPServer):
         self._conns_lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
-    def process_request(self, request, client_address) -> None:  # type: ignore[override]
+    def process_request(self, request, client_address) -> None:  # type: ignore
         with self._conns_lock:
             self._conns.add(request)
         super().process_request(request, client_address)
@@ -709,7 +719,9 @@ class HTTPServerInfo:
 
 
 @contextlib.contextmanager
-def http_server(directory: str | os.PathLike, *, port: int = 0) -> Iterator[HTTPServerInfo]:
+def http_server(
+    directory: str | os.PathLike, *, port: int = 0
+) -> Iterator[HTTPServerInfo]:
     """Serve ``directory`` read-only over HTTP on 127.0.0.1 and count what is read.
 
     GET and HEAD work, with single byte ranges (``Range: bytes=a-b``, ``a-`` and
@@ -734,7 +746,8 @@ def http_server(directory: str | os.PathLike, *, port: int = 0) -> Iterator[HTTP
     if port and not _port_is_free(port):
         raise PortInUseError(
             errno.EADDRINUSE,
-            f"Port {port} is already in use on {HOST}. Omit `port=` to pick a free one.",
+            f"Port {port} is already in use on {HOST}. "
+            "Omit `port=` to pick a free one.",
         )
     counter = _Counter()
     handler = type("Handler", (_Handler,), {"counter": counter})
@@ -743,7 +756,9 @@ def http_server(directory: str | os.PathLike, *, port: int = 0) -> Iterator[HTTP
         return handler(*args, directory=str(root), **kwargs)
 
     server = _Server((HOST, port), make)
-    thread = threading.Thread(target=server.serve_forever, name="http_server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, name="http_server", daemon=True
+    )
     thread.start()
     bound = server.server_address[1]
     try:
