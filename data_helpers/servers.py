@@ -65,6 +65,8 @@ GRPC_OFFSET = 10000
 _OTHER_COMPONENTS = ("master", "volume", "filer", "admin")
 # Seconds between SIGTERM and SIGKILL when stopping a server (SeaweedFS once hung 30 s).
 STOP_GRACE = 5.0
+# Start-up attempts when a port we picked is taken by someone else before weed binds it.
+_PORT_ATTEMPTS = 3
 
 
 class ServerStartError(RuntimeError):
@@ -396,14 +398,81 @@ def s3_server(
     root = Path(tempfile.mkdtemp(prefix="s3-")) if own_dir else Path(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     log_file = root / "weed.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
+    env.update(AWS_ACCESS_KEY_ID=access_key_id, AWS_SECRET_ACCESS_KEY=secret_access_key)
 
     fixed = {"s3": port} if port is not None else {}
     need = [c for c in ("s3", *_OTHER_COMPONENTS) if c not in fixed]
     exclude = {q for p in fixed.values() for q in (p, p + GRPC_OFFSET)}
-    ports = dict(fixed, **dict(zip(need, _free_port_pairs(len(need), exclude))))
-    s3_port = ports["s3"]
-    endpoint = f"http://{HOST}:{s3_port}"
+    proc: subprocess.Popen | None = None
+    ports: dict[str, int] = {}
+    try:
+        t0 = time.monotonic()
+        deadline = t0 + startup_timeout
+        for attempt in range(_PORT_ATTEMPTS):
+            ports = dict(fixed, **dict(zip(need, _free_port_pairs(len(need), exclude))))
+            endpoint = f"http://{HOST}:{ports['s3']}"
+            log_start = log_file.stat().st_size if log_file.exists() else 0
+            proc, cmd = _launch_weed(weed, root, log_file, ports, bucket, env)
+            server = S3Server(
+                endpoint=endpoint,
+                bucket=bucket,
+                access_key_id=access_key_id,
+                secret_access_key=secret_access_key,
+                region=region,
+                pid=proc.pid,
+                data_dir=root,
+                log_file=log_file,
+                port=ports["s3"],
+                ports=ports,
+            )
+            while True:
+                if proc.poll() is not None:
+                    break
+                if _s3_answers(endpoint, 0.5) and _bucket_ready(server):
+                    server.startup_seconds = time.monotonic() - t0
+                    break
+                if time.monotonic() > deadline:
+                    raise ServerStartError(
+                        f"SeaweedFS did not answer S3 at {endpoint} within "
+                        f"{startup_timeout:g} s (raise `startup_timeout=`). "
+                        f"Last lines of {log_file}:\n" + _log_tail(log_file)
+                    )
+                time.sleep(0.1)
+            if proc.returncode is None:
+                break
+            new_log = log_file.read_bytes()[log_start:].decode(errors="replace")
+            # Another program took one of the free ports we picked between our check
+            # and weed's bind: pick again, unless the caller fixed the port.
+            raced = "Port allocation failed" in new_log and (
+                port is None or f"port {port} for" not in new_log
+            )
+            if not raced or attempt == _PORT_ATTEMPTS - 1:
+                raise ServerStartError(
+                    f"SeaweedFS exited with code {proc.returncode} during start-up "
+                    f"(command: {' '.join(cmd)}). Last lines of {log_file}:\n"
+                    + _log_tail(log_file)
+                )
+            _stop_process_group(proc)
+            proc = None
+        yield server
+    finally:
+        if proc is not None:
+            _stop_process_group(proc)
+            _remove_grpc_sockets(ports)
+        if own_dir and not keep_data:
+            shutil.rmtree(root, ignore_errors=True)
 
+
+def _launch_weed(
+    weed: str,
+    root: Path,
+    log_file: Path,
+    ports: dict[str, int],
+    bucket: str,
+    env: dict[str, str],
+) -> tuple[subprocess.Popen, list[str]]:
+    """Start ``weed mini`` in its own session, all output appended to ``log_file``."""
     cmd = [
         weed, "mini",
         f"-ip={HOST}", f"-ip.bind={HOST}",
@@ -414,7 +483,7 @@ def s3_server(
         "-volume.preStopSeconds=0",
         f"-dir={root}",
         f"-bucket={bucket}",
-        f"-s3.port={s3_port}",
+        f"-s3.port={ports['s3']}",
         f"-master.port={ports['master']}",
         f"-volume.port={ports['volume']}",
         f"-filer.port={ports['filer']}",
@@ -422,59 +491,17 @@ def s3_server(
         f"-s3.localSocket={root / 's3.sock'}",
         f"-filer.localSocket={root / 'filer.sock'}",
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
-    env.update(AWS_ACCESS_KEY_ID=access_key_id, AWS_SECRET_ACCESS_KEY=secret_access_key)
-
-    proc: subprocess.Popen | None = None
-    try:
-        t0 = time.monotonic()
-        with open(log_file, "ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=root,
-                env=env,
-                start_new_session=True,
-            )
-        server = S3Server(
-            endpoint=endpoint,
-            bucket=bucket,
-            access_key_id=access_key_id,
-            secret_access_key=secret_access_key,
-            region=region,
-            pid=proc.pid,
-            data_dir=root,
-            log_file=log_file,
-            port=s3_port,
-            ports=ports,
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            env=env,
+            start_new_session=True,
         )
-        deadline = t0 + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                raise ServerStartError(
-                    f"SeaweedFS exited with code {proc.returncode} during start-up "
-                    f"(command: {' '.join(cmd)}). Last lines of {log_file}:\n"
-                    + _log_tail(log_file)
-                )
-            if _s3_answers(endpoint, 0.5) and _bucket_ready(server):
-                break
-            if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"SeaweedFS did not answer S3 at {endpoint} within "
-                    f"{startup_timeout:g} s (raise `startup_timeout=`). "
-                    f"Last lines of {log_file}:\n" + _log_tail(log_file)
-                )
-            time.sleep(0.1)
-        server.startup_seconds = time.monotonic() - t0
-        yield server
-    finally:
-        if proc is not None:
-            _stop_process_group(proc)
-            _remove_grpc_sockets(ports)
-        if own_dir and not keep_data:
-            shutil.rmtree(root, ignore_errors=True)
+    return proc, cmd
 
 
 # --------------------------------------------------------------------------- HTTP

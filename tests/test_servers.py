@@ -273,6 +273,27 @@ def test_grpc_partner_port_taken_is_a_clear_error():
                 pytest.fail("must not start")
 
 
+def test_port_taken_between_check_and_start_is_retried(monkeypatch):
+    real = servers._free_port_pairs
+    blocker = socket.socket()
+    calls = []
+
+    def first_pick_is_stolen(n, exclude):
+        picked = real(n, exclude)
+        if not calls:  # someone grabs the filer's port right after we checked it
+            blocker.bind(("127.0.0.1", picked[3]))
+            blocker.listen()
+        calls.append(picked)
+        return picked
+
+    monkeypatch.setattr(servers, "_free_port_pairs", first_pick_is_stolen)
+    with blocker, s3_server() as s3:
+        assert len(calls) == 2
+        assert s3.ports["filer"] == calls[1][3] != calls[0][3]
+        assert "Port allocation failed" in s3.log_file.read_text()  # the first try
+        obstore.put(s3.obstore_store(), "ok.txt", b"ok")
+
+
 def test_missing_binary_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
