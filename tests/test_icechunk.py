@@ -259,9 +259,10 @@ def test_s3_repository_survives_its_server_and_nothing_is_left_running(tmp_path)
     with s3_server(data_dir=data_dir) as server:
         repo = icechunk.Repository.create(s3_repo_storage(server, "cells"))
         session = repo.writable_session("main")
-        arr = zarr.group(store=session.store).create_array("a", shape=(16,), chunks=(4,),
-                                                           dtype="u2")
-        arr[:] = np.arange(16)
+        # chunks big enough (2 KiB) to be stored as objects, not inlined in the manifest
+        data = np.random.default_rng(3).integers(0, 2**16, 4096, dtype="uint16")
+        root = zarr.group(store=session.store)
+        root.create_array("a", data=data, chunks=(1024,))
         first = session.commit("one")
         pid = server.pid
     assert not _alive(pid), "the S3 server process is still running"
@@ -272,6 +273,6 @@ def test_s3_repository_survives_its_server_and_nothing_is_left_running(tmp_path)
         assert [s.id for s in repo.ancestry(branch="main")][0] == first
         back = zarr.open_array(repo.readonly_session(snapshot_id=first).store, path="a",
                                mode="r")
-        np.testing.assert_array_equal(back[:], np.arange(16))
+        np.testing.assert_array_equal(back[:], data)
         pid = server.pid
     assert not _alive(pid)
