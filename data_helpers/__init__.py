@@ -7,6 +7,7 @@ One module per concern:
 - :mod:`data_helpers.plot` -- slices, orthogonal views and montages.
 - :mod:`data_helpers.files` -- what a Zarr hierarchy looks like on disk.
 - :mod:`data_helpers.measure` -- count what crosses a store; time operations.
+- :mod:`data_helpers.catalogue` -- an image catalogue: SQLite rows + OME-Zarr objects.
 
 Example
 -------
@@ -15,6 +16,7 @@ Example
 (120, 120, 139)
 """
 
+from data_helpers.catalogue import Catalogue, ImageRecord
 from data_helpers.data import (
     DATASETS,
     MIRROR_ENV,
@@ -29,10 +31,12 @@ from data_helpers.plot import montage, orthoviews, show_slice
 
 __all__ = [
     "CHANNELS",
+    "Catalogue",
     "CountingStore",
     "DATASETS",
     "MIRROR_ENV",
     "DataUnavailableError",
+    "ImageRecord",
     "Timing",
     "disk_usage",
     "fetch",
