@@ -268,8 +268,14 @@ class ImageRecord:
 
     Example
     -------
-    >>> # given a Catalogue `cat` holding an image called "blank":
-    >>> # rec = cat.get("blank"); rec.metadata["checked"] = "yes"; rec.save()
+    >>> cat = _demo_catalogue()
+    >>> rec = cat.get("cells")
+    >>> rec.metadata["checked"] = "yes"          # local only ...
+    >>> cat.get("cells").metadata
+    {'stain': 'DAPI'}
+    >>> _ = rec.save()                           # ... until saved
+    >>> cat.get("cells").metadata
+    {'checked': 'yes', 'stain': 'DAPI'}
     """
 
     id: int
@@ -465,8 +471,12 @@ class Catalogue:
 
         Example
         -------
-        >>> # rec = cat.upload(xr.DataArray(vol, dims=("z", "y", "x")), name="cells",
-        >>> #                  metadata={"stain": "DAPI"}, scale={"z": 0.5})
+        >>> import numpy as np, xarray as xr
+        >>> cat = _demo_catalogue()
+        >>> vol = xr.DataArray(np.ones((3, 4, 5), "uint16"), dims=("z", "y", "x"))
+        >>> rec = cat.upload(vol, name="stack", scale={"z": 0.5, "y": 0.1, "x": 0.1})
+        >>> rec.shape, rec.scale["z"], rec.location.startswith("images/")
+        ((1, 1, 3, 4, 5), 0.5, True)
         """
         from ome_zarr_models.v05.axes import Axis
         from ome_zarr_models.v05.image import Image
@@ -522,7 +532,8 @@ class Catalogue:
                   for d in CANONICAL_DIMS],
             scales=[[scales.get(d, 1.0) for d in CANONICAL_DIMS]],
             translations=[None],
-            name=name,
+            # No name in the OME metadata: the database owns names (they can change).
+            name=None,
         )
         row = (name, "".join(CANONICAL_DIMS), *shape, dtype.name,
                int(np.prod(shape)) * dtype.itemsize,
@@ -590,7 +601,11 @@ class Catalogue:
 
         Example
         -------
-        >>> # rec.metadata["reviewed"] = "yes"; cat.update(rec)   # same as rec.save()
+        >>> cat = _demo_catalogue()
+        >>> rec = cat.get("cells")
+        >>> rec.name = "nuclei"
+        >>> cat.update(rec).name                     # same as rec.save()
+        'nuclei'
         """
         stored = self.get(record.id)
         for attr in ("dims", "shape", "dtype", "nbytes", "scale", "unit", "location"):
@@ -625,7 +640,12 @@ class Catalogue:
 
         Example
         -------
-        >>> # cat.delete("cells")
+        >>> cat = _demo_catalogue()
+        >>> location = cat.get("cells").location
+        >>> cat.delete("cells")                      # objects deleted
+        4
+        >>> len(cat), cat.keys(location + "/")
+        (0, [])
         """
         record = image if isinstance(image, ImageRecord) else self.get(image)
         with self._transaction() as con:
@@ -653,7 +673,8 @@ class Catalogue:
 
         Example
         -------
-        >>> # cat.get("cells").shape
+        >>> _demo_catalogue().get("cells").shape
+        (1, 1, 2, 8, 8)
         """
         column = "id" if isinstance(image, int) else "name"
         row = self.connection.execute(
@@ -681,7 +702,11 @@ class Catalogue:
 
         Example
         -------
-        >>> # cat.find(name="cells%", metadata={"stain": "DAPI"}, min_nbytes=10**6)
+        >>> cat = _demo_catalogue()
+        >>> [r.name for r in cat.find(name="cell%", metadata={"stain": "DAPI"})]
+        ['cells']
+        >>> cat.find(min_nbytes=10**6)
+        []
         """
         where, params = [], []
         if name is not None:
@@ -712,7 +737,10 @@ class Catalogue:
 
         Example
         -------
-        >>> # cat.query("SELECT name, nbytes FROM images WHERE size_z > ?", (10,))
+        >>> cat = _demo_catalogue()
+        >>> cat.query("SELECT name, nbytes FROM images WHERE size_z > ?", (1,))
+            name  nbytes
+        0  cells     128
         """
         import pandas as pd
 
@@ -725,7 +753,10 @@ class Catalogue:
 
         Example
         -------
-        >>> # cat.table()[["name", "nbytes", "metadata"]]
+        >>> _demo_catalogue().table()[["name", "shape_tczyx", "metadata"]]  # doctest: +NORMALIZE_WHITESPACE
+             name shape_tczyx    metadata
+        id
+        1   cells   1x1x2x8x8  stain=DAPI
         """
         return self.query(
             "SELECT i.id, i.name, i.size_t || 'x' || i.size_c || 'x' || i.size_z "
@@ -741,10 +772,34 @@ class Catalogue:
 
         Example
         -------
-        >>> # cat.orphans()   # [] when the bucket and the database agree
+        >>> import obstore
+        >>> cat = _demo_catalogue()
+        >>> cat.orphans()                            # bucket and database agree
+        []
+        >>> _ = obstore.put(cat.object_store(""), "images/lost.ome.zarr/zarr.json", b"{}")
+        >>> cat.orphans()
+        ['images/lost.ome.zarr']
         """
         # List keys rather than "folders": SeaweedFS (like a file system) keeps empty
         # directories, which a delimiter listing reports as common prefixes.
         prefixes = {"/".join(k.split("/")[:2]) for k in self.keys(f"{ROOT}/")}
         known = {r[0] for r in self.connection.execute("SELECT location FROM images")}
         return sorted(prefixes - known)
+
+
+def _demo_catalogue() -> Catalogue:
+    """A throw-away catalogue (temporary folder, local object store) with one image,
+    ``"cells"``: 2 x 8 x 8 uint8 with ``{"stain": "DAPI"}``. For the examples.
+    """
+    import tempfile
+
+    import xarray as xr
+    from obstore.store import LocalStore
+
+    tmp = Path(tempfile.mkdtemp(prefix="catalogue-demo-"))
+    cat = Catalogue(tmp / "demo.sqlite",
+                    lambda prefix: LocalStore(tmp / "bucket" / prefix, mkdir=True))
+    cat.upload(xr.DataArray(np.arange(128, dtype="uint8").reshape(2, 8, 8),
+                            dims=("z", "y", "x")),
+               name="cells", metadata={"stain": "DAPI"}, chunks=(1, 1, 1, 8, 8))
+    return cat

@@ -387,3 +387,12 @@ def test_lazy_read_transfers_only_the_chunks_it_needs(cat):
     counting.reset()
     lazy[0, 0, :, :, 0].compute()  # 4 chunks along z times 2 along y
     assert len({e.key for e in counting.events if "/c/" in f"/{e.key}"}) == 4 * 2
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import data_helpers.catalogue as module
+
+    result = doctest.testmod(module)
+    assert result.attempted >= 20 and result.failed == 0
