@@ -22,6 +22,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
 import errno
 import http.server
@@ -62,6 +63,10 @@ GRPC_OFFSET = 10000
 # The HTTP ports ``weed mini`` opens besides S3 (WebDAV is switched off; Iceberg and
 # Lance are switched off with port 0).
 _OTHER_COMPONENTS = ("master", "volume", "filer", "admin")
+# Seconds between SIGTERM and SIGKILL when stopping a server (SeaweedFS once hung 30 s).
+STOP_GRACE = 5.0
+# Start-up attempts when a port we picked is taken by someone else before weed binds it.
+_PORT_ATTEMPTS = 3
 
 
 class ServerStartError(RuntimeError):
@@ -107,7 +112,7 @@ def _free_port_pairs(n: int, exclude: set[int]) -> list[int]:
 
 
 def _find_weed() -> str:
-    """Path of the SeaweedFS ``weed`` binary: next to ``sys.executable``, else on PATH."""
+    """The SeaweedFS ``weed`` binary: next to ``sys.executable``, else on PATH."""
     beside = Path(sys.executable).parent / "weed"
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
@@ -130,16 +135,6 @@ def _log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(tail) if tail else "(log file is empty)"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - someone else's process
-        return True
-    return True
-
-
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -150,8 +145,9 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _stop_process_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+def _stop_process_group(proc: subprocess.Popen, grace: float | None = None) -> None:
     """SIGTERM the process group, SIGKILL it after ``grace`` seconds, reap the child."""
+    grace = STOP_GRACE if grace is None else grace
     pgid = proc.pid  # start_new_session=True: the group id is the child's pid
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
@@ -237,7 +233,7 @@ class S3Server:
 
     @property
     def fsspec_options(self) -> dict[str, Any]:
-        """``storage_options`` for s3fs/fsspec (``zarr.open("s3://...", storage_options=)``).
+        """``storage_options`` for s3fs/fsspec: ``zarr.open(url, storage_options=)``.
 
         Example
         -------
@@ -265,7 +261,8 @@ class S3Server:
         """
         import s3fs
 
-        return s3fs.S3FileSystem(**self.fsspec_options, skip_instance_cache=True, **kwargs)
+        options = {**self.fsspec_options, "skip_instance_cache": True, **kwargs}
+        return s3fs.S3FileSystem(**options)
 
     def url(self, path: str = "") -> str:
         """``s3://bucket/path`` for fsspec-style openers.
@@ -304,7 +301,7 @@ class S3Server:
 
 
 def _s3_answers(endpoint: str, timeout: float) -> bool:
-    """True once anything answers HTTP at ``endpoint`` (S3 says 403 to anonymous GET /)."""
+    """True once anything answers HTTP at ``endpoint`` (403 to an anonymous GET /)."""
     try:
         with urllib.request.urlopen(endpoint + "/", timeout=timeout):
             return True
@@ -325,7 +322,7 @@ def _bucket_ready(server: S3Server) -> bool:
 
 
 def _remove_grpc_sockets(ports: dict[str, int]) -> None:
-    """Remove the ``/tmp/seaweedfs-*-<port>.sock`` files a killed server leaves behind."""
+    """Remove the ``/tmp/seaweedfs-*-<port>.sock`` files a killed server leaves."""
     ours = {str(p) for p in ports.values()} | {
         str(p + GRPC_OFFSET) for p in ports.values()
     }
@@ -401,14 +398,81 @@ def s3_server(
     root = Path(tempfile.mkdtemp(prefix="s3-")) if own_dir else Path(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     log_file = root / "weed.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
+    env.update(AWS_ACCESS_KEY_ID=access_key_id, AWS_SECRET_ACCESS_KEY=secret_access_key)
 
     fixed = {"s3": port} if port is not None else {}
     need = [c for c in ("s3", *_OTHER_COMPONENTS) if c not in fixed]
     exclude = {q for p in fixed.values() for q in (p, p + GRPC_OFFSET)}
-    ports = dict(fixed, **dict(zip(need, _free_port_pairs(len(need), exclude))))
-    s3_port = ports["s3"]
-    endpoint = f"http://{HOST}:{s3_port}"
+    proc: subprocess.Popen | None = None
+    ports: dict[str, int] = {}
+    try:
+        t0 = time.monotonic()
+        deadline = t0 + startup_timeout
+        for attempt in range(_PORT_ATTEMPTS):
+            ports = dict(fixed, **dict(zip(need, _free_port_pairs(len(need), exclude))))
+            endpoint = f"http://{HOST}:{ports['s3']}"
+            log_start = log_file.stat().st_size if log_file.exists() else 0
+            proc, cmd = _launch_weed(weed, root, log_file, ports, bucket, env)
+            server = S3Server(
+                endpoint=endpoint,
+                bucket=bucket,
+                access_key_id=access_key_id,
+                secret_access_key=secret_access_key,
+                region=region,
+                pid=proc.pid,
+                data_dir=root,
+                log_file=log_file,
+                port=ports["s3"],
+                ports=ports,
+            )
+            while True:
+                if proc.poll() is not None:
+                    break
+                if _s3_answers(endpoint, 0.5) and _bucket_ready(server):
+                    server.startup_seconds = time.monotonic() - t0
+                    break
+                if time.monotonic() > deadline:
+                    raise ServerStartError(
+                        f"SeaweedFS did not answer S3 at {endpoint} within "
+                        f"{startup_timeout:g} s (raise `startup_timeout=`). "
+                        f"Last lines of {log_file}:\n" + _log_tail(log_file)
+                    )
+                time.sleep(0.1)
+            if proc.returncode is None:
+                break
+            new_log = log_file.read_bytes()[log_start:].decode(errors="replace")
+            # Another program took one of the free ports we picked between our check
+            # and weed's bind: pick again, unless the caller fixed the port.
+            raced = "Port allocation failed" in new_log and (
+                port is None or f"port {port} for" not in new_log
+            )
+            if not raced or attempt == _PORT_ATTEMPTS - 1:
+                raise ServerStartError(
+                    f"SeaweedFS exited with code {proc.returncode} during start-up "
+                    f"(command: {' '.join(cmd)}). Last lines of {log_file}:\n"
+                    + _log_tail(log_file)
+                )
+            _stop_process_group(proc)
+            proc = None
+        yield server
+    finally:
+        if proc is not None:
+            _stop_process_group(proc)
+            _remove_grpc_sockets(ports)
+        if own_dir and not keep_data:
+            shutil.rmtree(root, ignore_errors=True)
 
+
+def _launch_weed(
+    weed: str,
+    root: Path,
+    log_file: Path,
+    ports: dict[str, int],
+    bucket: str,
+    env: dict[str, str],
+) -> tuple[subprocess.Popen, list[str]]:
+    """Start ``weed mini`` in its own session, all output appended to ``log_file``."""
     cmd = [
         weed, "mini",
         f"-ip={HOST}", f"-ip.bind={HOST}",
@@ -419,7 +483,7 @@ def s3_server(
         "-volume.preStopSeconds=0",
         f"-dir={root}",
         f"-bucket={bucket}",
-        f"-s3.port={s3_port}",
+        f"-s3.port={ports['s3']}",
         f"-master.port={ports['master']}",
         f"-volume.port={ports['volume']}",
         f"-filer.port={ports['filer']}",
@@ -427,59 +491,17 @@ def s3_server(
         f"-s3.localSocket={root / 's3.sock'}",
         f"-filer.localSocket={root / 'filer.sock'}",
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
-    env.update(AWS_ACCESS_KEY_ID=access_key_id, AWS_SECRET_ACCESS_KEY=secret_access_key)
-
-    proc: subprocess.Popen | None = None
-    try:
-        t0 = time.monotonic()
-        with open(log_file, "ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=root,
-                env=env,
-                start_new_session=True,
-            )
-        server = S3Server(
-            endpoint=endpoint,
-            bucket=bucket,
-            access_key_id=access_key_id,
-            secret_access_key=secret_access_key,
-            region=region,
-            pid=proc.pid,
-            data_dir=root,
-            log_file=log_file,
-            port=s3_port,
-            ports=ports,
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            env=env,
+            start_new_session=True,
         )
-        deadline = t0 + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                raise ServerStartError(
-                    f"SeaweedFS exited with code {proc.returncode} during start-up "
-                    f"(command: {' '.join(cmd)}). Last lines of {log_file}:\n"
-                    + _log_tail(log_file)
-                )
-            if _s3_answers(endpoint, 0.5) and _bucket_ready(server):
-                break
-            if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"SeaweedFS did not answer S3 at {endpoint} within "
-                    f"{startup_timeout:g} s (raise `startup_timeout=`). "
-                    f"Last lines of {log_file}:\n" + _log_tail(log_file)
-                )
-            time.sleep(0.1)
-        server.startup_seconds = time.monotonic() - t0
-        yield server
-    finally:
-        if proc is not None:
-            _stop_process_group(proc)
-            _remove_grpc_sockets(ports)
-        if own_dir and not keep_data:
-            shutil.rmtree(root, ignore_errors=True)
+    return proc, cmd
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -501,9 +523,16 @@ class _Counter:
         self.lock = threading.Lock()
         self.log: list[RequestRecord] = []
 
-    def add(self, rec: RequestRecord) -> None:
+    def add(self, rec: RequestRecord) -> int:
         with self.lock:
             self.log.append(rec)
+            return len(self.log) - 1
+
+    def correct(self, index: int, rec: RequestRecord, sent: int) -> None:
+        """Lower a record's byte count to what was really sent (client hung up)."""
+        with self.lock:
+            if index < len(self.log) and self.log[index] is rec:
+                self.log[index] = dataclasses.replace(rec, bytes=sent)
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -521,16 +550,25 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self._status = code
         super().send_response(code, message)
 
-    def _record(self, sent: int) -> None:
-        self.counter.add(
-            RequestRecord(
-                method=self.command,
-                path=self.path,
-                status=getattr(self, "_status", 0),
-                bytes=sent,
-                range=self.headers.get("Range"),
-            )
+    def end_headers(self) -> None:
+        # Count the request before the client can see the end of the response, so that
+        # a client reading the counters right after a read always finds it there.
+        status = getattr(self, "_status", 0)
+        length = 0
+        if self.command == "GET" and 200 <= status < 300:
+            for line in self._headers_buffer:
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value.strip())
+        self._rec = RequestRecord(
+            method=self.command,
+            path=self.path,
+            status=status,
+            bytes=length,
+            range=self.headers.get("Range"),
         )
+        self._rec_index = self.counter.add(self._rec)
+        super().end_headers()
 
     # -- reads
     def send_head(self):  # type: ignore[override]
@@ -568,14 +606,15 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                     self.end_headers()
                     return None
                 status = 206
-            # Anything else (several ranges, bad syntax) gets the whole file, as RFC 9110
-            # allows a server that ignores Range.
+            # Anything else (several ranges, bad syntax) gets the whole file, as
+            # RFC 9110 allows a server that ignores Range.
             length = end - start + 1 if size else 0
             self.send_response(status)
             self.send_header("Content-Type", self.guess_type(path))
             self.send_header("Content-Length", str(length))
             self.send_header("Accept-Ranges", "bytes")
-            self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
+            modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+            self.send_header("Last-Modified", modified)
             self.send_header("ETag", f'"{st.st_mtime_ns:x}-{size:x}"')
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
@@ -591,7 +630,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         remaining = self._length
         sent = 0
         while remaining is None or remaining > 0:
-            chunk = source.read(64 * 1024 if remaining is None else min(remaining, 65536))
+            chunk = source.read(65536 if remaining is None else min(remaining, 65536))
             if not chunk:
                 break
             outputfile.write(chunk)
@@ -608,14 +647,13 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                 self.copyfile(f, self.wfile)
             finally:
                 f.close()
-        ok = 200 <= getattr(self, "_status", 0) < 300
-        self._record(self._sent if ok else 0)
+                if self._sent < self._rec.bytes:
+                    self.counter.correct(self._rec_index, self._rec, self._sent)
 
     def do_HEAD(self) -> None:
         f = self.send_head()
         if f:
             f.close()
-        self._record(0)
 
     # -- writes are refused
     def _refuse(self) -> None:
@@ -628,7 +666,6 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
         self.close_connection = True
-        self._record(0)
 
     do_PUT = do_POST = do_DELETE = do_PATCH = _refuse
 
@@ -642,7 +679,7 @@ class _Server(http.server.ThreadingHTTPServer):
         self._conns_lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
-    def process_request(self, request, client_address) -> None:  # type: ignore[override]
+    def process_request(self, request, client_address) -> None:  # type: ignore
         with self._conns_lock:
             self._conns.add(request)
         super().process_request(request, client_address)
@@ -709,7 +746,9 @@ class HTTPServerInfo:
 
 
 @contextlib.contextmanager
-def http_server(directory: str | os.PathLike, *, port: int = 0) -> Iterator[HTTPServerInfo]:
+def http_server(
+    directory: str | os.PathLike, *, port: int = 0
+) -> Iterator[HTTPServerInfo]:
     """Serve ``directory`` read-only over HTTP on 127.0.0.1 and count what is read.
 
     GET and HEAD work, with single byte ranges (``Range: bytes=a-b``, ``a-`` and
@@ -734,7 +773,8 @@ def http_server(directory: str | os.PathLike, *, port: int = 0) -> Iterator[HTTP
     if port and not _port_is_free(port):
         raise PortInUseError(
             errno.EADDRINUSE,
-            f"Port {port} is already in use on {HOST}. Omit `port=` to pick a free one.",
+            f"Port {port} is already in use on {HOST}. "
+            "Omit `port=` to pick a free one.",
         )
     counter = _Counter()
     handler = type("Handler", (_Handler,), {"counter": counter})
@@ -743,7 +783,9 @@ def http_server(directory: str | os.PathLike, *, port: int = 0) -> Iterator[HTTP
         return handler(*args, directory=str(root), **kwargs)
 
     server = _Server((HOST, port), make)
-    thread = threading.Thread(target=server.serve_forever, name="http_server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, name="http_server", daemon=True
+    )
     thread.start()
     bound = server.server_address[1]
     try:
