@@ -8,6 +8,7 @@ One module per concern:
 - :mod:`data_helpers.files` -- what a Zarr hierarchy looks like on disk.
 - :mod:`data_helpers.measure` -- count what crosses a store; time operations.
 - :mod:`data_helpers.servers` -- real local S3 (SeaweedFS) and HTTP servers, on 127.0.0.1.
+- :mod:`data_helpers.catalogue` -- an image catalogue: SQLite rows + OME-Zarr objects.
 
 Example
 -------
@@ -16,6 +17,7 @@ Example
 (120, 120, 139)
 """
 
+from data_helpers.catalogue import Catalogue, ImageRecord
 from data_helpers.data import (
     DATASETS,
     MIRROR_ENV,
@@ -31,10 +33,12 @@ from data_helpers.servers import http_server, s3_server
 
 __all__ = [
     "CHANNELS",
+    "Catalogue",
     "CountingStore",
     "DATASETS",
     "MIRROR_ENV",
     "DataUnavailableError",
+    "ImageRecord",
     "Timing",
     "disk_usage",
     "fetch",
