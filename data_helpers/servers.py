@@ -21,6 +21,7 @@ Example
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import email.utils
@@ -135,6 +136,29 @@ def _log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(tail) if tail else "(log file is empty)"
 
 
+_LIVE: set[subprocess.Popen] = set()
+"""Server processes started and not yet stopped: the safety net below stops them."""
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop every server still running when Python exits (a notebook kernel that shuts
+    down after a failed cell, for example), so no process outlives its owner."""
+    for proc in list(_LIVE):
+        _stop_process_group(proc, grace=2.0)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: ask the kernel to SIGTERM the server if its parent dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -148,6 +172,7 @@ def _group_alive(pgid: int) -> bool:
 def _stop_process_group(proc: subprocess.Popen, grace: float | None = None) -> None:
     """SIGTERM the process group, SIGKILL it after ``grace`` seconds, reap the child."""
     grace = STOP_GRACE if grace is None else grace
+    _LIVE.discard(proc)
     pgid = proc.pid  # start_new_session=True: the group id is the child's pid
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
@@ -500,7 +525,15 @@ def _launch_weed(
             cwd=root,
             env=env,
             start_new_session=True,
+            # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so only
+            # use it when the server is started from the main thread.
+            preexec_fn=(
+                _die_with_parent
+                if sys.platform == "linux" and threading.current_thread() is threading.main_thread()
+                else None
+            ),
         )
+    _LIVE.add(proc)
     return proc, cmd
 
 

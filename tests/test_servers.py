@@ -469,3 +469,29 @@ def test_http_bad_directory_is_a_clear_error(tmp_path):
     with pytest.raises(NotADirectoryError, match="pass the folder"):
         with http_server(tmp_path / "missing"):
             pytest.fail("must not start")
+
+
+def test_server_dies_with_its_python_process(tmp_path):
+    """A kernel that exits (or is killed) without closing the with block leaves no server."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import contextlib, os, signal, sys
+        from data_helpers.servers import s3_server
+        stack = contextlib.ExitStack()
+        s3 = stack.enter_context(s3_server())
+        print(s3.pid, flush=True)
+        if sys.argv[1] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        # "exit": leave without closing the stack, as a failed notebook would
+        """
+    )
+    for how in ("exit", "kill"):
+        proc = subprocess.run(
+            [sys.executable, "-c", script, how], capture_output=True, text=True, timeout=120
+        )
+        pid = int(proc.stdout.split()[0])
+        assert gone(pid, timeout=15), f"server {pid} outlived its Python process ({how})"
