@@ -260,7 +260,7 @@ def show_chunk_grid(
     >>> len(ax.lines)   # 1 boundary along y, 2 along x
     3
     >>> ax.get_title()
-    'z = 4 (chunk 1 of 2), chunks 4 x 5 x 5'
+    'z = 4 (chunk 2 of 2), chunks 4 x 5 x 5'
     """
     dims = _check_volume(volume)
     if chunks is None:
@@ -284,7 +284,8 @@ def show_chunk_grid(
         str(c) if isinstance(c, (int, np.integer)) else "irregular" for c in chunks
     )
     if title is None:
-        title = f"{dims[a]} = {index} (chunk {which + 1} of {len(bounds[a]) + 1}), chunks {label}"
+        where = f"chunk {which + 1} of {len(bounds[a]) + 1}"
+        title = f"{dims[a]} = {index} ({where}), chunks {label}"
     fig = show_slice(volume, a, index, ax=ax, cmap=cmap, title=title)
     ax = fig.axes[0] if ax is None else ax
     rows, cols = [i for i in range(3) if i != a]
