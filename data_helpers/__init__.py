@@ -28,8 +28,8 @@ from data_helpers.data import (
 from data_helpers.files import disk_usage, tree
 from data_helpers.measure import CountingStore, Timing, time_it
 from data_helpers.phantom import CHANNELS, make_phantom
-from data_helpers.plot import montage, orthoviews, show_slice
 from data_helpers.servers import http_server, s3_server
+from data_helpers.plot import montage, orthoviews, show_chunk_grid, show_slice
 
 __all__ = [
     "CHANNELS",
@@ -48,6 +48,7 @@ __all__ = [
     "montage",
     "orthoviews",
     "s3_server",
+    "show_chunk_grid",
     "show_slice",
     "time_it",
     "tree",

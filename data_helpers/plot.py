@@ -250,3 +250,77 @@ def montage(
     ax.set_axis_off()
     ax.set_title(title if title is not None else f"{len(tiles)} slices along {dims[a]}")
     return ax.figure
+
+
+def _boundaries(chunks: Any, size: int) -> list[int]:
+    """Inner chunk boundaries along one axis: regular (an int) or explicit (dask sizes)."""
+    if isinstance(chunks, (int, np.integer)):
+        step = int(chunks)
+        if step < 1:
+            raise ValueError(f"chunk sizes must be positive; got {step}.")
+        return list(range(step, size, step))
+    sizes = [int(c) for c in chunks]
+    if sum(sizes) != size or min(sizes, default=0) < 1:
+        raise ValueError(f"chunk sizes {sizes} must be positive and add up to {size}.")
+    return np.cumsum(sizes)[:-1].tolist()
+
+
+def show_chunk_grid(
+    volume: Any,
+    chunks: Sequence[Any] | None = None,
+    axis: int | str = 0,
+    index: int | None = None,
+    *,
+    ax: Axes | None = None,
+    cmap: str = "gray",
+    color: str = "tab:orange",
+    title: str | None = None,
+) -> Figure:
+    """Show a slice of ``volume`` with the chunk boundaries drawn over it.
+
+    ``chunks`` is one entry per axis: an int (a regular grid, as in Zarr) or a
+    sequence of chunk sizes (as in ``dask_array.chunks``). By default it is
+    taken from ``volume.chunks`` (a zarr or dask array). The title names the
+    chunk along ``axis`` that the slice falls in.
+
+    Example
+    -------
+    >>> fig = show_chunk_grid(np.zeros((8, 10, 12)), chunks=(4, 5, 5))
+    >>> ax = fig.axes[0]
+    >>> len(ax.lines)   # 1 boundary along y, 2 along x
+    3
+    >>> ax.get_title()
+    'z = 4 (chunk 2 of 2), chunks 4 x 5 x 5'
+    """
+    dims = _check_volume(volume)
+    if chunks is None:
+        chunks = getattr(volume, "chunks", None)
+        if chunks is None:
+            raise ValueError(
+                "This array has no .chunks; pass chunks=, e.g. chunks=(64, 64, 64)."
+            )
+    chunks = tuple(chunks)
+    if len(chunks) != 3:
+        raise ValueError(f"chunks needs one entry per axis (3); got {chunks!r}.")
+    a = _axis_index(axis, dims)
+    bounds = [_boundaries(c, n) for c, n in zip(chunks, volume.shape)]
+    n = volume.shape[a]
+    index = n // 2 if index is None else int(index)
+    if not -n <= index < n:
+        raise ValueError(f"index {index} is outside axis {dims[a]!r} of size {n}; use 0..{n - 1}.")
+    index %= n
+    which = sum(b <= index for b in bounds[a])
+    label = " x ".join(
+        str(c) if isinstance(c, (int, np.integer)) else "irregular" for c in chunks
+    )
+    if title is None:
+        where = f"chunk {which + 1} of {len(bounds[a]) + 1}"
+        title = f"{dims[a]} = {index} ({where}), chunks {label}"
+    fig = show_slice(volume, a, index, ax=ax, cmap=cmap, title=title)
+    ax = fig.axes[0] if ax is None else ax
+    rows, cols = [i for i in range(3) if i != a]
+    for b in bounds[rows]:
+        ax.axhline(b - 0.5, color=color, lw=1)
+    for b in bounds[cols]:
+        ax.axvline(b - 0.5, color=color, lw=1)
+    return fig

@@ -118,3 +118,47 @@ def test_show_slice_labels_mode_draws_rgb():
     shown = fig.axes[0].images[0].get_array()
     assert shown.shape == (4, 4, 3)
     np.testing.assert_array_equal(shown[1, 1], label_colours(np.array([[7]]))[0, 0])
+def test_show_chunk_grid_draws_the_boundaries():
+    from data_helpers.plot import show_chunk_grid
+
+    fig = show_chunk_grid(np.zeros((8, 10, 12)), chunks=(4, 5, 5), axis="y", index=7)
+    ax = fig.axes[0]
+    # the plane is (z, x): boundaries at z = 4 and x = 5, 10
+    lines = [(tuple(ln.get_xdata()), tuple(ln.get_ydata())) for ln in ax.lines]
+    horizontal = sorted(y[0] for x, y in lines if y[0] == y[1] and x[0] != x[1])
+    vertical = sorted(x[0] for x, y in lines if x[0] == x[1] and y[0] != y[1])
+    assert horizontal == [3.5]
+    assert vertical == [4.5, 9.5]
+    assert ax.get_title().startswith("y = 7 (chunk 2 of 2)")
+
+
+def test_show_chunk_grid_reads_chunks_from_zarr_and_dask():
+    import dask.array as da
+    import zarr
+
+    from data_helpers.plot import show_chunk_grid
+
+    z = zarr.create_array(
+        zarr.storage.MemoryStore(), shape=(6, 6, 6), chunks=(2, 3, 6), dtype="u1"
+    )
+    assert len(show_chunk_grid(z).axes[0].lines) == 1  # y boundary at 3; none along x
+    d = da.zeros((6, 6, 6), chunks=((2, 4), (1, 5), (6,)))
+    fig = show_chunk_grid(d, axis=0, index=0)
+    assert len(fig.axes[0].lines) == 1
+    assert "irregular" in fig.axes[0].get_title()
+
+
+def test_show_chunk_grid_on_given_axes_and_bad_input():
+    from data_helpers.plot import show_chunk_grid
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert show_chunk_grid(VOLUME, chunks=(2, 2, 2), ax=ax) is fig
+    with pytest.raises(ValueError, match="pass chunks="):
+        show_chunk_grid(VOLUME)
+    with pytest.raises(ValueError, match="one entry per axis"):
+        show_chunk_grid(VOLUME, chunks=(2, 2))
+    with pytest.raises(ValueError, match="add up to"):
+        show_chunk_grid(VOLUME, chunks=((1, 1), 2, 2))
+    with pytest.raises(ValueError, match="positive"):
+        show_chunk_grid(VOLUME, chunks=(0, 2, 2))
