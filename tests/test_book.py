@@ -33,7 +33,7 @@ def test_strict_book_build(tmp_path, monkeypatch):
     for md in CHAPTERS:
         page = (html / "chapters" / f"{md.stem}.html").read_text()
         assert "Traceback" not in page, f"{md.stem}: an error was rendered"
-        images = re.findall(r'<img [^>]*src="([^"]+\.png)"', page)
-        assert images, f"{md.stem}: the page shows no figure"
+        images = re.findall(r'<img [^>]*src="(\.\./_images/[^"]+\.png)"', page)
+        assert images, f"{md.stem}: the page shows no figure made by a cell"
         for src in images:
             assert (html / "chapters" / src).resolve().is_file(), f"{md.stem}: missing image {src}"
