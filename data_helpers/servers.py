@@ -786,8 +786,11 @@ def http_server(
         return handler(*args, directory=str(root), **kwargs)
 
     server = _Server((HOST, port), make)
+    # serve_forever checks for shutdown every poll_interval: the default 0.5 s made
+    # every `with http_server(...)` block half a second longer than its body.
     thread = threading.Thread(
-        target=server.serve_forever, name="http_server", daemon=True
+        target=server.serve_forever, kwargs={"poll_interval": 0.02},
+        name="http_server", daemon=True,
     )
     thread.start()
     bound = server.server_address[1]

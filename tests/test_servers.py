@@ -463,6 +463,13 @@ def test_http_keep_alive_requests_do_not_wait_for_delayed_acks(served_group):
     assert sorted(seconds)[len(seconds) // 2] < 0.02, seconds
 
 
+def test_http_server_stops_quickly(served_group):
+    start = time.perf_counter()
+    with http_server(served_group) as srv:
+        urllib.request.urlopen(srv.url + "g.zarr/zarr.json").read()
+    assert time.perf_counter() - start < 0.3
+
+
 def test_http_server_is_gone_after_exit_even_on_error(served_group):
     with pytest.raises(RuntimeError, match="body failed"):
         with http_server(served_group) as srv:
