@@ -7,6 +7,7 @@ One module per concern:
 - :mod:`data_helpers.plot` -- slices, orthogonal views and montages.
 - :mod:`data_helpers.files` -- what a Zarr hierarchy looks like on disk.
 - :mod:`data_helpers.measure` -- count what crosses a store; time operations.
+- :mod:`data_helpers.servers` -- real local S3 (SeaweedFS) and HTTP servers, on 127.0.0.1.
 
 Example
 -------
@@ -26,6 +27,7 @@ from data_helpers.files import disk_usage, tree
 from data_helpers.measure import CountingStore, Timing, time_it
 from data_helpers.phantom import CHANNELS, make_phantom
 from data_helpers.plot import montage, orthoviews, show_slice
+from data_helpers.servers import http_server, s3_server
 
 __all__ = [
     "CHANNELS",
@@ -36,10 +38,12 @@ __all__ = [
     "Timing",
     "disk_usage",
     "fetch",
+    "http_server",
     "load_heart",
     "make_phantom",
     "montage",
     "orthoviews",
+    "s3_server",
     "show_slice",
     "time_it",
     "tree",
