@@ -498,3 +498,21 @@ def test_http_index_pages_must_be_a_bool(tmp_path):
     with pytest.raises(TypeError, match="True or False"):
         with http_server(tmp_path, index_pages="no"):
             pytest.fail("must not start")
+
+
+def test_http_keep_alive_requests_do_not_stall(served_group):
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's
+    # algorithm and the client's delayed ACK stall each keep-alive reply ~40 ms.
+    with http_server(served_group) as srv:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        try:
+            durations = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                conn.request("GET", "/g.zarr/zarr.json")
+                assert conn.getresponse().read()
+                durations.append(time.perf_counter() - t0)
+        finally:
+            conn.close()
+    assert srv.requests == 20
+    assert sorted(durations)[10] < 0.02, f"median {sorted(durations)[10]:.3f} s"
