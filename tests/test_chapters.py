@@ -62,3 +62,12 @@ def test_every_chapter_is_in_the_toc():
     toc = _toc_files(yaml.safe_load((REPO / "_toc.yml").read_text()))
     for md in CHAPTERS:
         assert f"chapters/{md.stem}" in toc, f"{md.name} is not listed in _toc.yml"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_chapters_cite_into_the_one_bibliography(md: Path):
+    """A per-chapter bibliography breaks the strict build as soon as two chapters cite one work."""
+    assert "{bibliography}" not in md.read_text(), (
+        f"{md.name}: cite with {{cite}} and leave the list to chapters/references.md"
+    )
+    assert "{bibliography}" in (REPO / "chapters" / "references.md").read_text()
