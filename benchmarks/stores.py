@@ -1,13 +1,13 @@
 """S3 clients at size: obstore against fsspec/s3fs, on a local SeaweedFS server.
 
-Size: ``STORES_BENCH_MB`` (default 256) MB of two-channel uint16 phantom (rounded
-down to whole 16-plane chunks),
-1024 x 1024 pixels per plane, in 1 x 16 x 256 x 256 chunks (2 MiB uncompressed
-each), written once with obstore, then read whole with each client; once without
-shards and once with 1 x 16 x 1024 x 1024 shards (16 chunks each), to count
-requests per read at size. Peer: obstore's read, measured in the same
-run; the number to watch is the fsspec/obstore time ratio (absolute MB/s depend on
-the machine). Credentials come from the environment, as in the chapter.
+Size: ``STORES_BENCH_MB`` (default 256) MB of two-channel uint16 phantom, 1024 x
+1024 pixels per plane (rounded down to whole 16-plane chunks), in 1 x 16 x 256 x
+256 chunks (2 MiB uncompressed each), written once with obstore, then read whole
+with each client: once without shards and once with 1 x 16 x 1024 x 1024 shards
+(16 chunks each), to count requests per read at size. Peer: obstore's read,
+measured in the same run; the number to watch is the fsspec/obstore time ratio
+(absolute MB/s depend on the machine). Credentials come from the environment, as
+in the chapter.
 
 Run: ``.venv/bin/python benchmarks/stores.py``
 """
