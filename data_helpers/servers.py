@@ -577,7 +577,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     # waits for the client's delayed ACK, about 40 ms per keep-alive request on Linux.
     disable_nagle_algorithm = True
     counter: _Counter  # set on a per-server subclass
+    serve_indexes: bool = True  # set on a per-server subclass
     server_version = "BookHTTP/1.0"
+    # TCP_NODELAY: no ~40 ms Nagle + delayed-ACK stall per keep-alive reply
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # quiet: the notebook must not fill with access logs
@@ -611,6 +614,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self._length: int | None = None
         path = self.translate_path(self.path)
         if os.path.isdir(path):
+            if not self.serve_indexes:  # like S3, a CDN or nginx without autoindex
+                self.send_error(404, "File not found")
+                return None
             return super().send_head()  # redirects and HTML index pages
         if path.endswith("/"):
             self.send_error(404, "File not found")
@@ -783,13 +789,15 @@ class HTTPServerInfo:
 
 @contextlib.contextmanager
 def http_server(
-    directory: str | os.PathLike, *, port: int = 0
+    directory: str | os.PathLike, *, port: int = 0, index_pages: bool = True
 ) -> Iterator[HTTPServerInfo]:
     """Serve ``directory`` read-only over HTTP on 127.0.0.1 and count what is read.
 
     GET and HEAD work, with single byte ranges (``Range: bytes=a-b``, ``a-`` and
     ``-n``) answered ``206`` with ``Content-Range``; folders get an HTML index (what
-    fsspec's HTTP listing scrapes). PUT, POST, DELETE and PATCH get ``405``. No logging.
+    fsspec's HTTP listing scrapes), or ``404`` with ``index_pages=False``, as from
+    most real web servers, CDNs and object stores. PUT, POST, DELETE and PATCH get
+    ``405``. No logging.
 
     Example
     -------
@@ -813,7 +821,11 @@ def http_server(
             "Omit `port=` to pick a free one.",
         )
     counter = _Counter()
-    handler = type("Handler", (_Handler,), {"counter": counter})
+    if not isinstance(index_pages, bool):
+        raise TypeError(f"index_pages must be True or False; got {index_pages!r}.")
+    handler = type(
+        "Handler", (_Handler,), {"counter": counter, "serve_indexes": index_pages}
+    )
 
     def make(*args: Any, **kwargs: Any) -> _Handler:
         return handler(*args, directory=str(root), **kwargs)

@@ -517,3 +517,48 @@ def test_server_dies_with_its_python_process(tmp_path):
         )
         pid = int(proc.stdout.split()[0])
         assert gone(pid, timeout=15), f"server {pid} outlived its Python process ({how})"
+def test_http_without_index_pages_lists_nothing_until_consolidated(tmp_path):
+    root = tmp_path / "site"
+    g = zarr.open_group(root / "plain.zarr", mode="w")
+    g.create_array("img", shape=(4,), chunks=(2,), dtype="u1")[:] = np.arange(4)
+    with http_server(root, index_pages=False) as srv:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(srv.url + "plain.zarr/")
+        assert err.value.code == 404
+        # files are still served; only folder listings are gone
+        with urllib.request.urlopen(srv.url + "plain.zarr/zarr.json") as r:
+            assert r.status == 200
+        remote = zarr.open_group(srv.url + "plain.zarr", mode="r", zarr_format=3)
+        assert [name for name, _ in remote.members()] == []  # cannot list
+        assert remote["img"][:].tolist() == [0, 1, 2, 3]  # known names still work
+    zarr.consolidate_metadata(root / "plain.zarr")
+    with http_server(root, index_pages=False) as srv:
+        remote = zarr.open_group(srv.url + "plain.zarr", mode="r", zarr_format=3)
+        assert [name for name, _ in remote.members()] == ["img"]
+    with http_server(root) as srv:  # the default still serves index pages
+        with urllib.request.urlopen(srv.url + "plain.zarr/") as r:
+            assert b"zarr.json" in r.read()
+
+
+def test_http_index_pages_must_be_a_bool(tmp_path):
+    with pytest.raises(TypeError, match="True or False"):
+        with http_server(tmp_path, index_pages="no"):
+            pytest.fail("must not start")
+
+
+def test_http_keep_alive_requests_do_not_stall(served_group):
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's
+    # algorithm and the client's delayed ACK stall each keep-alive reply ~40 ms.
+    with http_server(served_group) as srv:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        try:
+            durations = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                conn.request("GET", "/g.zarr/zarr.json")
+                assert conn.getresponse().read()
+                durations.append(time.perf_counter() - t0)
+        finally:
+            conn.close()
+    assert srv.requests == 20
+    assert sorted(durations)[10] < 0.02, f"median {sorted(durations)[10]:.3f} s"
