@@ -35,3 +35,12 @@ def fresh_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv(CACHE_ENV, str(cache))
     return cache
+
+
+def pytest_unconfigure(config):
+    """s3fs keeps aiohttp sessions in its instance cache; at interpreter exit aiohttp
+    reports them as 'Unclosed client session' after pytest's summary line. They hold
+    nothing of ours (every server is gone by then), so keep the end of the log clean."""
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
