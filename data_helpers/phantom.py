@@ -22,6 +22,7 @@ True
 
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -109,73 +110,211 @@ class _Cells:
         self.label = (self.label % (2**32 - 1) + 1).astype(np.uint32)
 
 
-def _geometry(start: Sequence[int], stop: Sequence[int], spacing: float, seed: int):
-    """Nearest and second-nearest cell distances, owner radius/brightness/label per voxel."""
+_TILE_VOXELS = 1 << 16
+"""Voxels per tile: small enough that a tile's ~20 work arrays stay in a CPU core's cache."""
+
+_CANDIDATES = tuple((dz, dy, dx) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1))
+"""The 8 lattice cells around a voxel that may hold its nearest centre, in search order."""
+
+
+def _runs(k: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of equal values in the sorted 1-D array ``k``."""
+    bounds = [0, *(np.flatnonzero(np.diff(k)) + 1).tolist(), len(k)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+class _Tile:
+    """Nearest/second-nearest centre distances and owner cell of a box of voxels.
+
+    The box spans one run of z slices that share their lattice cell ``kz``, so
+    the 8 candidate cells of a voxel vary only with (y, x): their centres are
+    2-D tables and each distance term is a 2-D array broadcast over the box.
+    The float32 arithmetic is the same, operation by operation, as computing
+    ``sqrt((z - cz)**2 + (y - cy)**2 + (x - cx)**2)`` for every voxel and
+    candidate, so values do not depend on how the volume is cut into tiles.
+    """
+
+    def __init__(
+        self, cells: _Cells, z: np.ndarray, y: np.ndarray, x: np.ndarray,
+        kz: int, ky: np.ndarray, kx: np.ndarray,
+    ) -> None:
+        shape = (len(z), len(y), len(x))
+        d1 = np.empty(shape, np.float32)  # nearest distance so far
+        d2 = np.full(shape, np.inf, np.float32)  # second-nearest distance so far
+        d = np.empty(shape, np.float32)  # distance to the current candidate
+        tmp = np.empty(shape, np.float32)
+        closer = np.empty(shape, bool)
+        owner = np.empty(shape, np.intp)  # flat index of the nearest cell in ``cells``
+        ny, nx = int(cells.n[1]), int(cells.n[2])
+        for n, (dz, dy, dx) in enumerate(_CANDIDATES):
+            flat = (kz + dz) * (ny * nx) + (ky + dy)[:, None] * nx + (kx + dx)[None, :]
+            np.subtract(z[:, None, None], cells.centre[0].take(flat), out=d)
+            np.square(d, out=d)
+            d += np.square(y[:, None] - cells.centre[1].take(flat))
+            d += np.square(x[None, :] - cells.centre[2].take(flat))
+            np.sqrt(d, out=d)
+            if n == 0:
+                d1, d = d, d1
+                owner[...] = flat
+                continue
+            # keep the two smallest; a tie keeps the earlier candidate as owner
+            np.less(d, d1, out=closer)
+            np.copyto(owner, flat, where=closer)
+            np.maximum(d1, d, out=tmp)
+            np.minimum(d2, tmp, out=d2)
+            np.minimum(d1, d, out=d1)
+        self.d1, self.d2, self.owner = d1, d2, owner
+        self.radius = cells.radius.take(owner)
+
+
+def _mix_inplace(h: np.ndarray, tmp: np.ndarray) -> None:
+    """:func:`_mix` without temporaries: hash ``h`` in place, ``tmp`` is scratch."""
+    with np.errstate(over="ignore"):
+        for shift, factor in ((30, _M1), (27, _M2), (31, None)):
+            np.right_shift(h, np.uint64(shift), out=tmp)
+            np.bitwise_xor(h, tmp, out=h)
+            if factor is not None:
+                np.multiply(h, factor, out=h)
+
+
+# the two 32-bit halves of a uint64, seen as a pair of uint32
+_LOW, _HIGH = (0, 1) if sys.byteorder == "little" else (1, 0)
+
+
+def _normal_noise(key: np.ndarray, stream: int, seed: int, scratch: np.ndarray) -> np.ndarray:
+    """Standard normal float32 per key (Box-Muller on :func:`_uniform_pair`), in place.
+
+    ``key`` is left unchanged; ``scratch`` (uint64, same shape) is overwritten.
+    """
+    salt = _mix(np.uint64(seed * 1024 + stream + 1) ^ _GOLDEN)
+    h = np.bitwise_xor(key, salt)
+    _mix_inplace(h, scratch)
+    halves = h.view(np.uint32).reshape(h.shape + (2,))
+    scale = np.float32(2.0**-32)
+    u1 = halves[..., _LOW].astype(np.float32)
+    u1 += np.float32(0.5)
+    u1 *= scale
+    np.minimum(u1, np.float32(1 - 2**-24), out=u1)
+    u2 = halves[..., _HIGH].astype(np.float32)
+    u2 += np.float32(0.5)
+    u2 *= scale
+    # sqrt(-2 log u1) * cos(2 pi u2)
+    np.log(u1, out=u1)
+    u1 *= -2.0
+    np.sqrt(u1, out=u1)
+    u2 *= np.float32(2 * np.pi)
+    np.cos(u2, out=u2)
+    u1 *= u2
+    return u1
+
+
+def _to_adu(lam: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """Camera counts from expected photo-electrons ``lam`` (overwritten) and noise."""
+    np.maximum(lam, 0, out=lam)
+    noise = lam + READ_NOISE**2
+    np.sqrt(noise, out=noise)
+    noise *= normal
+    lam += CAMERA_OFFSET
+    lam += noise
+    np.rint(lam, out=lam)
+    return np.clip(lam, 0, 65535, out=lam)
+
+
+def _image_tile(
+    tile: _Tile, cells: _Cells, background: np.ndarray, key: np.ndarray, seed: int,
+) -> list[np.ndarray]:
+    """The two channels (float32 ADU, rounded) of one tile."""
+    d1, d2, radius = tile.d1, tile.d2, tile.radius
+    bright = cells.brightness.take(tile.owner)
+    # expected photo-electrons per voxel
+    nucleus = d1 - radius
+    nucleus /= np.float32(0.8)
+    np.clip(nucleus, -30, 30, out=nucleus)
+    np.exp(nucleus, out=nucleus)
+    nucleus += 1.0
+    np.divide(1.0, nucleus, out=nucleus)
+    # nuclei: background + 500 * bright * nucleus * (1 - 0.35 * (d1 / max(radius, 1))**2)
+    falloff = np.maximum(radius, 1)
+    np.divide(d1, falloff, out=falloff)
+    np.square(falloff, out=falloff)
+    falloff *= 0.35
+    np.subtract(1.0, falloff, out=falloff)
+    nuclei = bright * 500.0
+    nuclei *= nucleus
+    nuclei *= falloff
+    nuclei += background
+    # membranes: background + 300 * exp(-((d2 - d1) / 1.2)**2) + 25 * (1 - nucleus) * bright
+    membranes = d2 - d1
+    membranes /= np.float32(1.2)
+    np.square(membranes, out=membranes)
+    np.negative(membranes, out=membranes)
+    np.exp(membranes, out=membranes)
+    membranes *= 300.0
+    membranes += background
+    dim = np.subtract(1.0, nucleus, out=nucleus)
+    dim *= 25.0
+    dim *= bright
+    membranes += dim
+    # chunking-independent noise: keyed on global voxel coordinates
+    scratch = np.empty_like(key)
+    return [
+        _to_adu(lam, _normal_noise(key, 10 + c, seed, scratch))
+        for c, lam in enumerate((nuclei, membranes))
+    ]
+
+
+def _render(
+    start: Sequence[int], stop: Sequence[int], spacing: float, seed: int,
+    *, image: bool = True, labels: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Image ``(2, z, y, x)`` uint16 and/or labels ``(z, y, x)`` uint32 of a box.
+
+    The box ``[start, stop)`` is in global voxel coordinates. It is computed in
+    tiles of whole rows along x: each tile spans z slices that share their
+    lattice cell (so its 8 candidate cells vary only with y and x) and few
+    enough y rows to stay in cache. The cell geometry is shared by image and labels.
+    """
     coords = [np.arange(a, b, dtype=np.float32) for a, b in zip(start, stop)]
     k0 = [np.floor(c / spacing - 0.5).astype(np.int64) for c in coords]
     lo = np.array([k.min() for k in k0])
     hi = np.array([k.max() + 1 for k in k0])
     cells = _Cells(lo, hi, spacing, seed)
-    ny, nx = cells.n[1], cells.n[2]
-    shape = tuple(b - a for a, b in zip(start, stop))
-    d1 = np.full(shape, np.inf, np.float32)
-    d2 = np.full(shape, np.inf, np.float32)
-    owner = np.zeros(shape, np.int64)
     rel = [k - l for k, l in zip(k0, lo)]
-    for dz in (0, 1):
-        for dy in (0, 1):
-            for dx in (0, 1):
-                flat = (
-                    ((rel[0] + dz) * (ny * nx))[:, None, None]
-                    + ((rel[1] + dy) * nx)[None, :, None]
-                    + (rel[2] + dx)[None, None, :]
-                )
-                d = (coords[0][:, None, None] - cells.centre[0].take(flat)) ** 2
-                d += (coords[1][None, :, None] - cells.centre[1].take(flat)) ** 2
-                d += (coords[2][None, None, :] - cells.centre[2].take(flat)) ** 2
-                np.sqrt(d, out=d)
-                closer = d < d1
-                np.copyto(d2, np.where(closer, d1, np.minimum(d2, d)))
-                np.copyto(owner, flat, where=closer)
-                np.minimum(d1, d, out=d1)
-    return coords, d1, d2, cells, owner
-
-
-def _labels_block(start, stop, spacing: float, seed: int) -> np.ndarray:
-    _, d1, _, cells, owner = _geometry(start, stop, spacing, seed)
-    inside = d1 < cells.radius.take(owner)
-    return np.where(inside, cells.label.take(owner), np.uint32(0)).astype(np.uint32)
-
-
-def _image_block(start, stop, spacing: float, seed: int) -> np.ndarray:
-    coords, d1, d2, cells, owner = _geometry(start, stop, spacing, seed)
-    radius = cells.radius.take(owner)
-    bright = cells.brightness.take(owner)
-    # expected photo-electrons per voxel
-    nucleus = 1.0 / (1.0 + np.exp(np.clip((d1 - radius) / np.float32(0.8), -30, 30)))
-    membrane = np.exp(-(((d2 - d1) / np.float32(1.2)) ** 2))
     z, y, x = coords
-    background = (
-        20.0
-        + 8.0 * np.sin(z / 97.0)[:, None, None]
-        + 8.0 * np.cos(y / 131.0)[None, :, None]
-        + 8.0 * np.sin(x / 113.0 + 1.0)[None, None, :]
-    ).astype(np.float32)
-    expected = [
-        background + 500.0 * bright * nucleus * (1.0 - 0.35 * (d1 / np.maximum(radius, 1)) ** 2),
-        background + 300.0 * membrane + 25.0 * (1.0 - nucleus) * bright,
-    ]
-    # chunking-independent noise: keyed on global voxel coordinates
-    zi, yi, xi = (np.arange(a, b, dtype=np.uint64) for a, b in zip(start, stop))
-    key = (zi[:, None, None] << np.uint64(42)) | (yi[None, :, None] << np.uint64(21)) | xi[None, None, :]
-    out = np.empty((len(CHANNELS),) + d1.shape, np.uint16)
-    for c, lam in enumerate(expected):
-        lam = np.maximum(lam, 0).astype(np.float32)
-        u1, u2 = _uniform_pair(key, 10 + c, seed)
-        normal = np.sqrt(-2.0 * np.log(u1)) * np.cos(np.float32(2 * np.pi) * u2)
-        adu = CAMERA_OFFSET + lam + np.sqrt(lam + READ_NOISE**2) * normal
-        out[c] = np.clip(np.rint(adu), 0, 65535).astype(np.uint16)
-    return out
+    shape = tuple(len(c) for c in coords)
+    img = np.empty((len(CHANNELS),) + shape, np.uint16) if image else None
+    lab = np.zeros(shape, np.uint32) if labels else None
+    if image:
+        # smooth background, separable: (20 + 8 sin z/97) + 8 cos y/131 + 8 sin(x/113 + 1)
+        bg_z = 20.0 + 8.0 * np.sin(z / 97.0)
+        bg_y = 8.0 * np.cos(y / 131.0)
+        bg_x = 8.0 * np.sin(x / 113.0 + 1.0)
+        zk, yk, xk = (np.arange(a, b, dtype=np.uint64) for a, b in zip(start, stop))
+    for z0, z1 in _runs(k0[0]):
+        rows = max(1, _TILE_VOXELS // ((z1 - z0) * shape[2]))
+        for y0 in range(0, shape[1], rows):
+            y1 = min(y0 + rows, shape[1])
+            tile = _Tile(cells, z[z0:z1], y[y0:y1], x, int(rel[0][z0]), rel[1][y0:y1], rel[2])
+            if lab is not None:
+                inside = tile.d1 < tile.radius
+                np.copyto(lab[z0:z1, y0:y1], cells.label.take(tile.owner), where=inside)
+            if img is not None:
+                background = bg_z[z0:z1, None, None] + bg_y[None, y0:y1, None]
+                background = background + bg_x[None, None, :]
+                key = (zk[z0:z1, None] << np.uint64(42)) | (yk[None, y0:y1] << np.uint64(21))
+                key = key[:, :, None] | xk[None, None, :]
+                img[:, z0:z1, y0:y1] = _image_tile(tile, cells, background, key, seed)
+    return img, lab
+
+
+def _labels_block(start: Sequence[int], stop: Sequence[int], spacing: float, seed: int) -> np.ndarray:
+    """Labels (uint32) of the box ``[start, stop)``."""
+    return _render(start, stop, spacing, seed, image=False)[1]
+
+
+def _image_block(start: Sequence[int], stop: Sequence[int], spacing: float, seed: int) -> np.ndarray:
+    """Image (uint16, channels first) of the box ``[start, stop)``."""
+    return _render(start, stop, spacing, seed, labels=False)[0]
 
 
 def make_phantom(
@@ -220,10 +359,7 @@ def make_phantom(
     if not 0 <= seed < 2**20:
         raise ValueError(f"seed must be an int in [0, 2**20); got {seed}.")
     if chunks is None:
-        return (
-            _image_block((0, 0, 0), shape, spacing, seed),
-            _labels_block((0, 0, 0), shape, spacing, seed),
-        )
+        return _render((0, 0, 0), shape, spacing, seed)
 
     import dask.array as da
 
