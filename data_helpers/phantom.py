@@ -143,11 +143,15 @@ class _Tile:
         d2 = np.full(shape, np.inf, np.float32)  # second-nearest distance so far
         d = np.empty(shape, np.float32)  # distance to the current candidate
         tmp = np.empty(shape, np.float32)
-        closer = np.empty(shape, bool)
-        owner = np.empty(shape, np.intp)  # flat index of the nearest cell in ``cells``
+        closer = np.empty(shape, np.uint8)
+        owner = np.zeros(shape, np.uint8)  # which candidate is nearest
         ny, nx = int(cells.n[1]), int(cells.n[2])
-        for n, (dz, dy, dx) in enumerate(_CANDIDATES):
-            flat = (kz + dz) * (ny * nx) + (ky + dy)[:, None] * nx + (kx + dx)[None, :]
+        # flat index in ``cells`` of each candidate cell, per (y, x)
+        self.flat = np.stack([
+            (kz + dz) * (ny * nx) + (ky + dy)[:, None] * nx + (kx + dx)[None, :]
+            for dz, dy, dx in _CANDIDATES
+        ])
+        for n, flat in enumerate(self.flat):
             np.subtract(z[:, None, None], cells.centre[0].take(flat), out=d)
             np.square(d, out=d)
             d += np.square(y[:, None] - cells.centre[1].take(flat))
@@ -155,16 +159,25 @@ class _Tile:
             np.sqrt(d, out=d)
             if n == 0:
                 d1, d = d, d1
-                owner[...] = flat
                 continue
-            # keep the two smallest; a tie keeps the earlier candidate as owner
-            np.less(d, d1, out=closer)
-            np.copyto(owner, flat, where=closer)
+            # keep the two smallest; only a strictly closer candidate takes over
+            # as owner, and candidates come in increasing n: owner = max(n closer)
+            np.less(d, d1, out=closer.view(bool))
+            closer *= np.uint8(n)
+            np.maximum(owner, closer, out=owner)
             np.maximum(d1, d, out=tmp)
             np.minimum(d2, tmp, out=d2)
             np.minimum(d1, d, out=d1)
-        self.d1, self.d2, self.owner = d1, d2, owner
-        self.radius = cells.radius.take(owner)
+        self.d1, self.d2 = d1, d2
+        # index of each voxel's owner in self.flat
+        plane = len(y) * len(x)
+        self._pick = owner.astype(np.intp)
+        self._pick *= plane
+        self._pick += np.arange(plane).reshape(len(y), len(x))
+
+    def of_owner(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (one per cell in ``cells``) of each voxel's nearest cell."""
+        return values.take(self.flat).take(self._pick)
 
 
 def _mix_inplace(h: np.ndarray, tmp: np.ndarray) -> None:
@@ -224,8 +237,9 @@ def _image_tile(
     tile: _Tile, cells: _Cells, background: np.ndarray, key: np.ndarray, seed: int,
 ) -> list[np.ndarray]:
     """The two channels (float32 ADU, rounded) of one tile."""
-    d1, d2, radius = tile.d1, tile.d2, tile.radius
-    bright = cells.brightness.take(tile.owner)
+    d1, d2 = tile.d1, tile.d2
+    radius = tile.of_owner(cells.radius)
+    bright = tile.of_owner(cells.brightness)
     # expected photo-electrons per voxel
     nucleus = d1 - radius
     nucleus /= np.float32(0.8)
@@ -283,7 +297,7 @@ def _render(
     z, y, x = coords
     shape = tuple(len(c) for c in coords)
     img = np.empty((len(CHANNELS),) + shape, np.uint16) if image else None
-    lab = np.zeros(shape, np.uint32) if labels else None
+    lab = np.empty(shape, np.uint32) if labels else None
     if image:
         # smooth background, separable: (20 + 8 sin z/97) + 8 cos y/131 + 8 sin(x/113 + 1)
         bg_z = 20.0 + 8.0 * np.sin(z / 97.0)
@@ -296,8 +310,8 @@ def _render(
             y1 = min(y0 + rows, shape[1])
             tile = _Tile(cells, z[z0:z1], y[y0:y1], x, int(rel[0][z0]), rel[1][y0:y1], rel[2])
             if lab is not None:
-                inside = tile.d1 < tile.radius
-                np.copyto(lab[z0:z1, y0:y1], cells.label.take(tile.owner), where=inside)
+                inside = tile.d1 < tile.of_owner(cells.radius)
+                np.multiply(tile.of_owner(cells.label), inside, out=lab[z0:z1, y0:y1])
             if img is not None:
                 background = bg_z[z0:z1, None, None] + bg_y[None, y0:y1, None]
                 background = background + bg_x[None, None, :]
