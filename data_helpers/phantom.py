@@ -58,16 +58,6 @@ def _uniform(keys: np.ndarray, stream: int, seed: int) -> np.ndarray:
     return ((h >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
 
 
-def _uniform_pair(keys: np.ndarray, stream: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two independent float32 uniforms in (0, 1) from one 64-bit hash per key."""
-    salt = _mix(np.uint64(seed * 1024 + stream + 1) ^ _GOLDEN)
-    h = _mix(keys ^ salt)
-    scale = np.float32(2.0**-32)
-    lo = ((h & np.uint64(0xFFFFFFFF)).astype(np.float32) + np.float32(0.5)) * scale
-    hi = ((h >> np.uint64(32)).astype(np.float32) + np.float32(0.5)) * scale
-    return np.minimum(lo, np.float32(1 - 2**-24)), hi
-
-
 def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 1:
@@ -111,7 +101,8 @@ class _Cells:
 
 
 _TILE_VOXELS = 1 << 16
-"""Voxels per tile: small enough that a tile's ~20 work arrays stay in a CPU core's cache."""
+"""Voxels per tile: few enough that a tile's work arrays mostly stay in a core's cache,
+enough that numpy's per-call overhead stays small."""
 
 _CANDIDATES = tuple((dz, dy, dx) for dz in (0, 1) for dy in (0, 1) for dx in (0, 1))
 """The 8 lattice cells around a voxel that may hold its nearest centre, in search order."""
@@ -121,6 +112,24 @@ def _runs(k: np.ndarray) -> list[tuple[int, int]]:
     """``(start, stop)`` of each run of equal values in the sorted 1-D array ``k``."""
     bounds = [0, *(np.flatnonzero(np.diff(k)) + 1).tolist(), len(k)]
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+class _Work:
+    """Named work arrays reused from tile to tile, so the same memory stays in cache.
+
+    ``work("d1", shape)`` returns a C-contiguous view of the array called "d1",
+    grown if needed; its content is whatever the last tile left there.
+    """
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def __call__(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+        size = int(np.prod(shape))
+        array = self._arrays.get(name)
+        if array is None or array.size < size or array.dtype != dtype:
+            array = self._arrays[name] = np.empty(size, dtype)
+        return array[:size].reshape(shape)
 
 
 class _Tile:
@@ -136,15 +145,17 @@ class _Tile:
 
     def __init__(
         self, cells: _Cells, z: np.ndarray, y: np.ndarray, x: np.ndarray,
-        kz: int, ky: np.ndarray, kx: np.ndarray,
+        kz: int, ky: np.ndarray, kx: np.ndarray, work: _Work,
     ) -> None:
         shape = (len(z), len(y), len(x))
-        d1 = np.empty(shape, np.float32)  # nearest distance so far
-        d2 = np.full(shape, np.inf, np.float32)  # second-nearest distance so far
-        d = np.empty(shape, np.float32)  # distance to the current candidate
-        tmp = np.empty(shape, np.float32)
-        closer = np.empty(shape, np.uint8)
-        owner = np.zeros(shape, np.uint8)  # which candidate is nearest
+        self.shape = shape
+        d1 = work("d1", shape)  # nearest distance so far
+        d2 = work("d2", shape)  # second-nearest distance so far
+        d = work("d", shape)  # distance to the current candidate
+        tmp = work("tmp", shape)
+        closer = work("closer", shape, np.uint8)
+        owner = work("owner", shape, np.uint8)  # which candidate is nearest
+        owner.fill(0)
         ny, nx = int(cells.n[1]), int(cells.n[2])
         # flat index in ``cells`` of each candidate cell, per (y, x)
         self.flat = np.stack([
@@ -152,113 +163,131 @@ class _Tile:
             for dz, dy, dx in _CANDIDATES
         ])
         for n, flat in enumerate(self.flat):
-            np.subtract(z[:, None, None], cells.centre[0].take(flat), out=d)
-            np.square(d, out=d)
-            d += np.square(y[:, None] - cells.centre[1].take(flat))
-            d += np.square(x[None, :] - cells.centre[2].take(flat))
-            np.sqrt(d, out=d)
+            dn = d1 if n == 0 else d
+            np.subtract(z[:, None, None], cells.centre[0].take(flat), out=dn)
+            np.square(dn, out=dn)
+            dn += np.square(y[:, None] - cells.centre[1].take(flat))
+            dn += np.square(x[None, :] - cells.centre[2].take(flat))
+            np.sqrt(dn, out=dn)
             if n == 0:
-                d1, d = d, d1
                 continue
             # keep the two smallest; only a strictly closer candidate takes over
             # as owner, and candidates come in increasing n: owner = max(n closer)
             np.less(d, d1, out=closer.view(bool))
             closer *= np.uint8(n)
             np.maximum(owner, closer, out=owner)
-            np.maximum(d1, d, out=tmp)
-            np.minimum(d2, tmp, out=d2)
+            if n == 1:
+                np.maximum(d1, d, out=d2)
+            else:
+                np.maximum(d1, d, out=tmp)
+                np.minimum(d2, tmp, out=d2)
             np.minimum(d1, d, out=d1)
         self.d1, self.d2 = d1, d2
         # index of each voxel's owner in self.flat
         plane = len(y) * len(x)
-        self._pick = owner.astype(np.intp)
-        self._pick *= plane
+        self._pick = np.multiply(owner, np.intp(plane), out=work("pick", shape, np.intp))
         self._pick += np.arange(plane).reshape(len(y), len(x))
 
-    def of_owner(self, values: np.ndarray) -> np.ndarray:
-        """``values`` (one per cell in ``cells``) of each voxel's nearest cell."""
-        return values.take(self.flat).take(self._pick)
-
-
-def _mix_inplace(h: np.ndarray, tmp: np.ndarray) -> None:
-    """:func:`_mix` without temporaries: hash ``h`` in place, ``tmp`` is scratch."""
-    with np.errstate(over="ignore"):
-        for shift, factor in ((30, _M1), (27, _M2), (31, None)):
-            np.right_shift(h, np.uint64(shift), out=tmp)
-            np.bitwise_xor(h, tmp, out=h)
-            if factor is not None:
-                np.multiply(h, factor, out=h)
+    def of_owner(self, values: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``values`` (one per cell in ``cells``) of each voxel's nearest cell, into ``out``."""
+        return np.take(values.take(self.flat), self._pick, out=out, mode="clip")
 
 
 # the two 32-bit halves of a uint64, seen as a pair of uint32
 _LOW, _HIGH = (0, 1) if sys.byteorder == "little" else (1, 0)
 
 
-def _normal_noise(key: np.ndarray, stream: int, seed: int, scratch: np.ndarray) -> np.ndarray:
-    """Standard normal float32 per key (Box-Muller on :func:`_uniform_pair`), in place.
+class _Noise:
+    """Standard normal float32 noise keyed on global voxel coordinates and a stream.
 
-    ``key`` is left unchanged; ``scratch`` (uint64, same shape) is overwritten.
+    Per voxel: ``h = _mix(key ^ salt)`` with ``key = z << 42 | y << 21 | x``;
+    two float32 uniforms from its 32-bit halves, ``u1 = min((lo + 0.5) / 2**32,
+    1 - 2**-24)``, ``u2 = (hi + 0.5) / 2**32``; then Box-Muller
+    ``sqrt(-2 log u1) * cos(2 pi u2)``. The first step of :func:`_mix`,
+    ``v ^ (v >> 30)``, is linear in the bits of ``v`` and z, y, x occupy
+    disjoint bits, so it is computed once per coordinate and combined by xor.
     """
-    salt = _mix(np.uint64(seed * 1024 + stream + 1) ^ _GOLDEN)
-    h = np.bitwise_xor(key, salt)
-    _mix_inplace(h, scratch)
-    halves = h.view(np.uint32).reshape(h.shape + (2,))
-    scale = np.float32(2.0**-32)
-    u1 = halves[..., _LOW].astype(np.float32)
-    u1 += np.float32(0.5)
-    u1 *= scale
-    np.minimum(u1, np.float32(1 - 2**-24), out=u1)
-    u2 = halves[..., _HIGH].astype(np.float32)
-    u2 += np.float32(0.5)
-    u2 *= scale
-    # sqrt(-2 log u1) * cos(2 pi u2)
-    np.log(u1, out=u1)
-    u1 *= -2.0
-    np.sqrt(u1, out=u1)
-    u2 *= np.float32(2 * np.pi)
-    np.cos(u2, out=u2)
-    u1 *= u2
-    return u1
+
+    def __init__(self, start: Sequence[int], stop: Sequence[int], stream: int, seed: int):
+        salt = _mix(np.uint64(seed * 1024 + stream + 1) ^ _GOLDEN)
+        z, y, x = (np.arange(a, b, dtype=np.uint64) for a, b in zip(start, stop))
+        z <<= np.uint64(42)
+        y <<= np.uint64(21)
+        shift = np.uint64(30)
+        self.z = z ^ (z >> shift) ^ (salt ^ (salt >> shift))
+        self.y = y ^ (y >> shift)
+        self.x = x  # x < 2**21, so x >> 30 == 0
+
+    def tile(self, z: slice, y: slice, work: _Work) -> np.ndarray:
+        """Noise of the voxels ``[z, y, :]`` (relative to ``start``), in a work array."""
+        zy = self.z[z, None] ^ self.y[None, y]
+        shape = zy.shape + self.x.shape
+        h = np.bitwise_xor(zy[:, :, None], self.x, out=work("hash", shape, np.uint64))
+        tmp = work("hash_tmp", shape, np.uint64)
+        with np.errstate(over="ignore"):  # the rest of _mix, in place
+            h *= _M1
+            np.right_shift(h, np.uint64(27), out=tmp)
+            h ^= tmp
+            h *= _M2
+            np.right_shift(h, np.uint64(31), out=tmp)
+            h ^= tmp
+        halves = h.view(np.uint32).reshape(shape + (2,))
+        scale = np.float32(2.0**-32)
+        u1 = np.add(halves[..., _LOW], np.float32(0.5), out=work("u1", shape), dtype=np.float32)
+        u1 *= scale
+        np.minimum(u1, np.float32(1 - 2**-24), out=u1)
+        u2 = np.add(halves[..., _HIGH], np.float32(0.5), out=work("u2", shape), dtype=np.float32)
+        u2 *= scale
+        np.log(u1, out=u1)
+        u1 *= -2.0
+        np.sqrt(u1, out=u1)
+        u2 *= np.float32(2 * np.pi)
+        np.cos(u2, out=u2)
+        u1 *= u2
+        return u1
 
 
-def _to_adu(lam: np.ndarray, normal: np.ndarray) -> np.ndarray:
-    """Camera counts from expected photo-electrons ``lam`` (overwritten) and noise."""
+def _to_adu(lam: np.ndarray, normal: np.ndarray, out: np.ndarray, work: _Work) -> None:
+    """Camera counts from expected photo-electrons ``lam`` (overwritten) and noise, into ``out``."""
     np.maximum(lam, 0, out=lam)
-    noise = lam + READ_NOISE**2
+    noise = np.add(lam, READ_NOISE**2, out=work("noise", lam.shape))
     np.sqrt(noise, out=noise)
     noise *= normal
     lam += CAMERA_OFFSET
     lam += noise
     np.rint(lam, out=lam)
-    return np.clip(lam, 0, 65535, out=lam)
+    np.clip(lam, 0, 65535, out=lam)
+    np.copyto(out, lam, casting="unsafe")
 
 
 def _image_tile(
-    tile: _Tile, cells: _Cells, background: np.ndarray, key: np.ndarray, seed: int,
-) -> list[np.ndarray]:
-    """The two channels (float32 ADU, rounded) of one tile."""
+    tile: _Tile, cells: _Cells, background: np.ndarray, noise: list[_Noise],
+    out: np.ndarray, z: slice, y: slice, work: _Work,
+) -> None:
+    """The two channels of one tile, into ``out`` (uint16, channels first)."""
+    shape = tile.shape
     d1, d2 = tile.d1, tile.d2
-    radius = tile.of_owner(cells.radius)
-    bright = tile.of_owner(cells.brightness)
-    # expected photo-electrons per voxel
-    nucleus = d1 - radius
+    radius = tile.of_owner(cells.radius, work("radius", shape))
+    bright = tile.of_owner(cells.brightness, work("bright", shape))
+    # expected photo-electrons: nucleus = 1 / (1 + exp(clip((d1 - radius) / 0.8, -30, 30)))
+    nucleus = np.subtract(d1, radius, out=work("nucleus", shape))
     nucleus /= np.float32(0.8)
     np.clip(nucleus, -30, 30, out=nucleus)
     np.exp(nucleus, out=nucleus)
     nucleus += 1.0
     np.divide(1.0, nucleus, out=nucleus)
-    # nuclei: background + 500 * bright * nucleus * (1 - 0.35 * (d1 / max(radius, 1))**2)
-    falloff = np.maximum(radius, 1)
+    # nuclei = background + 500 * bright * nucleus * (1 - 0.35 * (d1 / max(radius, 1))**2)
+    falloff = np.maximum(radius, 1, out=radius)
     np.divide(d1, falloff, out=falloff)
     np.square(falloff, out=falloff)
     falloff *= 0.35
     np.subtract(1.0, falloff, out=falloff)
-    nuclei = bright * 500.0
+    nuclei = np.multiply(bright, 500.0, out=work("nuclei", shape))
     nuclei *= nucleus
     nuclei *= falloff
     nuclei += background
-    # membranes: background + 300 * exp(-((d2 - d1) / 1.2)**2) + 25 * (1 - nucleus) * bright
-    membranes = d2 - d1
+    # membranes = background + 300 * exp(-((d2 - d1) / 1.2)**2) + 25 * (1 - nucleus) * bright
+    membranes = np.subtract(d2, d1, out=d2)  # d2 is not needed any more
     membranes /= np.float32(1.2)
     np.square(membranes, out=membranes)
     np.negative(membranes, out=membranes)
@@ -269,12 +298,8 @@ def _image_tile(
     dim *= 25.0
     dim *= bright
     membranes += dim
-    # chunking-independent noise: keyed on global voxel coordinates
-    scratch = np.empty_like(key)
-    return [
-        _to_adu(lam, _normal_noise(key, 10 + c, seed, scratch))
-        for c, lam in enumerate((nuclei, membranes))
-    ]
+    for c, lam in enumerate((nuclei, membranes)):
+        _to_adu(lam, noise[c].tile(z, y, work), out[c, z, y], work)
 
 
 def _render(
@@ -286,7 +311,7 @@ def _render(
     The box ``[start, stop)`` is in global voxel coordinates. It is computed in
     tiles of whole rows along x: each tile spans z slices that share their
     lattice cell (so its 8 candidate cells vary only with y and x) and few
-    enough y rows to stay in cache. The cell geometry is shared by image and labels.
+    enough y rows to stay in cache. Image and labels share the cell geometry.
     """
     coords = [np.arange(a, b, dtype=np.float32) for a, b in zip(start, stop)]
     k0 = [np.floor(c / spacing - 0.5).astype(np.int64) for c in coords]
@@ -298,26 +323,30 @@ def _render(
     shape = tuple(len(c) for c in coords)
     img = np.empty((len(CHANNELS),) + shape, np.uint16) if image else None
     lab = np.empty(shape, np.uint32) if labels else None
-    if image:
+    work = _Work()
+    if img is not None:
         # smooth background, separable: (20 + 8 sin z/97) + 8 cos y/131 + 8 sin(x/113 + 1)
         bg_z = 20.0 + 8.0 * np.sin(z / 97.0)
         bg_y = 8.0 * np.cos(y / 131.0)
         bg_x = 8.0 * np.sin(x / 113.0 + 1.0)
-        zk, yk, xk = (np.arange(a, b, dtype=np.uint64) for a, b in zip(start, stop))
+        noise = [_Noise(start, stop, 10 + c, seed) for c in range(len(CHANNELS))]
     for z0, z1 in _runs(k0[0]):
         rows = max(1, _TILE_VOXELS // ((z1 - z0) * shape[2]))
         for y0 in range(0, shape[1], rows):
             y1 = min(y0 + rows, shape[1])
-            tile = _Tile(cells, z[z0:z1], y[y0:y1], x, int(rel[0][z0]), rel[1][y0:y1], rel[2])
+            zs, ys = slice(z0, z1), slice(y0, y1)
+            tile = _Tile(cells, z[zs], y[ys], x, int(rel[0][z0]), rel[1][ys], rel[2], work)
             if lab is not None:
-                inside = tile.d1 < tile.of_owner(cells.radius)
-                np.multiply(tile.of_owner(cells.label), inside, out=lab[z0:z1, y0:y1])
+                radius = tile.of_owner(cells.radius, work("radius", tile.shape))
+                inside = np.less(tile.d1, radius, out=work("inside", tile.shape, bool))
+                ids = tile.of_owner(cells.label, work("ids", tile.shape, np.uint32))
+                np.multiply(ids, inside, out=lab[zs, ys])
             if img is not None:
-                background = bg_z[z0:z1, None, None] + bg_y[None, y0:y1, None]
-                background = background + bg_x[None, None, :]
-                key = (zk[z0:z1, None] << np.uint64(42)) | (yk[None, y0:y1] << np.uint64(21))
-                key = key[:, :, None] | xk[None, None, :]
-                img[:, z0:z1, y0:y1] = _image_tile(tile, cells, background, key, seed)
+                background = np.add(
+                    (bg_z[zs, None] + bg_y[None, ys])[:, :, None], bg_x,
+                    out=work("background", tile.shape),
+                )
+                _image_tile(tile, cells, background, noise, img, zs, ys, work)
     return img, lab
 
 
