@@ -22,6 +22,7 @@ True
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Sequence
 
@@ -122,13 +123,13 @@ class _Work:
     """
 
     def __init__(self) -> None:
-        self._arrays: dict[str, np.ndarray] = {}
+        self._arrays: dict[tuple[str, type], np.ndarray] = {}
 
     def __call__(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
-        size = int(np.prod(shape))
-        array = self._arrays.get(name)
-        if array is None or array.size < size or array.dtype != dtype:
-            array = self._arrays[name] = np.empty(size, dtype)
+        size = math.prod(shape)
+        array = self._arrays.get((name, dtype))
+        if array is None or array.size < size:
+            array = self._arrays[name, dtype] = np.empty(size, dtype)
         return array[:size].reshape(shape)
 
 
@@ -149,28 +150,31 @@ class _Tile:
     ) -> None:
         shape = (len(z), len(y), len(x))
         self.shape = shape
-        d1 = work("d1", shape)  # nearest distance so far
         d2 = work("d2", shape)  # second-nearest distance so far
-        d = work("d", shape)  # distance to the current candidate
         tmp = work("tmp", shape)
         closer = work("closer", shape, np.uint8)
         owner = work("owner", shape, np.uint8)  # which candidate is nearest
         owner.fill(0)
         ny, nx = int(cells.n[1]), int(cells.n[2])
-        # flat index in ``cells`` of each candidate cell, per (y, x)
-        self.flat = np.stack([
-            (kz + dz) * (ny * nx) + (ky + dy)[:, None] * nx + (kx + dx)[None, :]
-            for dz, dy, dx in _CANDIDATES
-        ])
-        for n, flat in enumerate(self.flat):
-            dn = d1 if n == 0 else d
-            np.subtract(z[:, None, None], cells.centre[0].take(flat), out=dn)
-            np.square(dn, out=dn)
-            dn += np.square(y[:, None] - cells.centre[1].take(flat))
-            dn += np.square(x[None, :] - cells.centre[2].take(flat))
-            np.sqrt(dn, out=dn)
-            if n == 0:
-                continue
+        # per candidate and (y, x): flat index in ``cells``, z centre, y and x terms
+        dz, dy, dx = (np.array(c)[:, None, None] for c in zip(*_CANDIDATES))
+        self.flat = (kz + dz) * (ny * nx) + (ky[:, None] + dy) * nx + (kx + dx)
+        cz = cells.centre[0].take(self.flat)
+        ty = np.subtract(y[:, None], cells.centre[1].take(self.flat))
+        np.square(ty, out=ty)
+        tx = np.subtract(x, cells.centre[2].take(self.flat))
+        np.square(tx, out=tx)
+        # distance to every candidate: sqrt(((z - cz)**2 + ty) + tx), as float32
+        dist = np.subtract(
+            z[None, :, None, None], cz[:, None], out=work("dist", (len(_CANDIDATES),) + shape)
+        )
+        np.square(dist, out=dist)
+        dist += ty[:, None]
+        dist += tx[:, None]
+        np.sqrt(dist, out=dist)
+        d1 = dist[0]  # nearest distance so far
+        for n in range(1, len(_CANDIDATES)):
+            d = dist[n]
             # keep the two smallest; only a strictly closer candidate takes over
             # as owner, and candidates come in increasing n: owner = max(n closer)
             np.less(d, d1, out=closer.view(bool))
@@ -224,19 +228,23 @@ class _Noise:
         shape = zy.shape + self.x.shape
         h = np.bitwise_xor(zy[:, :, None], self.x, out=work("hash", shape, np.uint64))
         tmp = work("hash_tmp", shape, np.uint64)
-        with np.errstate(over="ignore"):  # the rest of _mix, in place
-            h *= _M1
-            np.right_shift(h, np.uint64(27), out=tmp)
-            h ^= tmp
-            h *= _M2
-            np.right_shift(h, np.uint64(31), out=tmp)
-            h ^= tmp
+        # the rest of _mix, in place (array products wrap silently)
+        h *= _M1
+        np.right_shift(h, np.uint64(27), out=tmp)
+        h ^= tmp
+        h *= _M2
+        np.right_shift(h, np.uint64(31), out=tmp)
+        h ^= tmp
+        # uniforms from the 32-bit halves; a contiguous copy first converts faster
         halves = h.view(np.uint32).reshape(shape + (2,))
+        half = work("half", shape, np.uint32)
         scale = np.float32(2.0**-32)
-        u1 = np.add(halves[..., _LOW], np.float32(0.5), out=work("u1", shape), dtype=np.float32)
+        np.copyto(half, halves[..., _LOW])
+        u1 = np.add(half, np.float32(0.5), out=work("u1", shape), dtype=np.float32)
         u1 *= scale
         np.minimum(u1, np.float32(1 - 2**-24), out=u1)
-        u2 = np.add(halves[..., _HIGH], np.float32(0.5), out=work("u2", shape), dtype=np.float32)
+        np.copyto(half, halves[..., _HIGH])
+        u2 = np.add(half, np.float32(0.5), out=work("u2", shape), dtype=np.float32)
         u2 *= scale
         np.log(u1, out=u1)
         u1 *= -2.0
