@@ -115,6 +115,30 @@ def _runs(k: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+def _row_groups(runs: list[tuple[int, int]], rows: int) -> list[tuple[int, int]]:
+    """Cut consecutive runs of rows into ``(start, stop)`` groups of about ``rows`` rows.
+
+    A run of at least ``rows / 2`` rows is split evenly into groups inside it
+    (so the tile spans one lattice cell along y); shorter runs are merged while
+    the group stays within ``rows`` rows.
+    """
+    groups: list[tuple[int, int]] = []
+    merging = False
+    for a, b in runs:
+        length = b - a
+        if 2 * length >= rows:
+            n = max(1, round(length / rows))
+            bounds = [a + length * i // n for i in range(n + 1)]
+            groups += list(zip(bounds[:-1], bounds[1:]))
+            merging = False
+        elif merging and b - groups[-1][0] <= rows:
+            groups[-1] = (groups[-1][0], b)
+        else:
+            groups.append((a, b))
+            merging = True
+    return groups
+
+
 class _Work:
     """Named work arrays reused from tile to tile, so the same memory stays in cache.
 
@@ -139,40 +163,43 @@ class _Tile:
     The box spans one run of z slices that share their lattice cell ``kz``, so
     the 8 candidate cells of a voxel vary only with (y, x): their centres are
     2-D tables and each distance term is a 2-D array broadcast over the box.
-    The float32 arithmetic is the same, operation by operation, as computing
+    If the box also spans a single lattice cell along y, the z term varies only
+    with (z, x) and is computed once per (z, x). The float32 arithmetic is the
+    same, operation by operation, as computing
     ``sqrt((z - cz)**2 + (y - cy)**2 + (x - cx)**2)`` for every voxel and
     candidate, so values do not depend on how the volume is cut into tiles.
+    ``second=False`` skips the second-nearest distance (labels need only the owner).
     """
 
     def __init__(
         self, cells: _Cells, z: np.ndarray, y: np.ndarray, x: np.ndarray,
-        kz: int, ky: np.ndarray, kx: np.ndarray, work: _Work,
+        kz: int, ky: np.ndarray, kx: np.ndarray, work: _Work, second: bool = True,
     ) -> None:
         shape = (len(z), len(y), len(x))
         self.shape = shape
-        d2 = work("d2", shape)  # second-nearest distance so far
-        tmp = work("tmp", shape)
-        closer = work("closer", shape, np.uint8)
-        owner = work("owner", shape, np.uint8)  # which candidate is nearest
-        owner.fill(0)
         ny, nx = int(cells.n[1]), int(cells.n[2])
         # per candidate and (y, x): flat index in ``cells``, z centre, y and x terms
         dz, dy, dx = (np.array(c)[:, None, None] for c in zip(*_CANDIDATES))
         self.flat = (kz + dz) * (ny * nx) + (ky[:, None] + dy) * nx + (kx + dx)
-        cz = cells.centre[0].take(self.flat)
+        one_y_cell = ky[0] == ky[-1]
+        cz = cells.centre[0].take(self.flat[:, :1] if one_y_cell else self.flat)
         ty = np.subtract(y[:, None], cells.centre[1].take(self.flat))
         np.square(ty, out=ty)
         tx = np.subtract(x, cells.centre[2].take(self.flat))
         np.square(tx, out=tx)
         # distance to every candidate: sqrt(((z - cz)**2 + ty) + tx), as float32
-        dist = np.subtract(
-            z[None, :, None, None], cz[:, None], out=work("dist", (len(_CANDIDATES),) + shape)
-        )
-        np.square(dist, out=dist)
-        dist += ty[:, None]
+        dist = work("dist", (len(_CANDIDATES),) + shape)
+        tz = np.subtract(z[None, :, None, None], cz[:, None], out=None if one_y_cell else dist)
+        np.square(tz, out=tz)
+        np.add(tz, ty[:, None], out=dist)
         dist += tx[:, None]
         np.sqrt(dist, out=dist)
         d1 = dist[0]  # nearest distance so far
+        d2 = work("d2", shape) if second else None  # second-nearest distance so far
+        tmp = work("tmp", shape)
+        closer = work("closer", shape, np.uint8)
+        owner = work("owner", shape, np.uint8)  # which candidate is nearest
+        owner.fill(0)
         for n in range(1, len(_CANDIDATES)):
             d = dist[n]
             # keep the two smallest; only a strictly closer candidate takes over
@@ -180,7 +207,9 @@ class _Tile:
             np.less(d, d1, out=closer.view(bool))
             closer *= np.uint8(n)
             np.maximum(owner, closer, out=owner)
-            if n == 1:
+            if d2 is None:
+                pass
+            elif n == 1:
                 np.maximum(d1, d, out=d2)
             else:
                 np.maximum(d1, d, out=tmp)
@@ -340,10 +369,11 @@ def _render(
         noise = [_Noise(start, stop, 10 + c, seed) for c in range(len(CHANNELS))]
     for z0, z1 in _runs(k0[0]):
         rows = max(1, _TILE_VOXELS // ((z1 - z0) * shape[2]))
-        for y0 in range(0, shape[1], rows):
-            y1 = min(y0 + rows, shape[1])
+        for y0, y1 in _row_groups(_runs(rel[1]), rows):
             zs, ys = slice(z0, z1), slice(y0, y1)
-            tile = _Tile(cells, z[zs], y[ys], x, int(rel[0][z0]), rel[1][ys], rel[2], work)
+            tile = _Tile(
+                cells, z[zs], y[ys], x, int(rel[0][z0]), rel[1][ys], rel[2], work, second=image
+            )
             if lab is not None:
                 radius = tile.of_owner(cells.radius, work("radius", tile.shape))
                 inside = np.less(tile.d1, radius, out=work("inside", tile.shape, bool))
