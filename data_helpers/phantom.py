@@ -196,7 +196,6 @@ class _Tile:
         np.sqrt(dist, out=dist)
         d1 = dist[0]  # nearest distance so far
         d2 = work("d2", shape) if second else None  # second-nearest distance so far
-        tmp = work("tmp", shape)
         closer = work("closer", shape, np.uint8)
         owner = work("owner", shape, np.uint8)  # which candidate is nearest
         owner.fill(0)
@@ -207,13 +206,10 @@ class _Tile:
             np.less(d, d1, out=closer.view(bool))
             closer *= np.uint8(n)
             np.maximum(owner, closer, out=owner)
-            if d2 is None:
-                pass
-            elif n == 1:
+            if d2 is not None and n == 1:
                 np.maximum(d1, d, out=d2)
-            else:
-                np.maximum(d1, d, out=tmp)
-                np.minimum(d2, tmp, out=d2)
+            elif d2 is not None:  # d2 = min(d2, max(d1, d))
+                np.minimum(d2, np.maximum(d1, d, out=work("tmp", shape)), out=d2)
             np.minimum(d1, d, out=d1)
         self.d1, self.d2 = d1, d2
         # index of each voxel's owner in self.flat
@@ -346,9 +342,10 @@ def _render(
     """Image ``(2, z, y, x)`` uint16 and/or labels ``(z, y, x)`` uint32 of a box.
 
     The box ``[start, stop)`` is in global voxel coordinates. It is computed in
-    tiles of whole rows along x: each tile spans z slices that share their
-    lattice cell (so its 8 candidate cells vary only with y and x) and few
-    enough y rows to stay in cache. Image and labels share the cell geometry.
+    tiles of whole rows along x (see :class:`_Tile`): each tile spans z slices
+    that share their lattice cell and about ``_TILE_VOXELS`` voxels, so its work
+    arrays are reused from tile to tile while they are still in cache. Image and
+    labels share the cell geometry. Memory: the outputs plus ~100 bytes per tile voxel.
     """
     coords = [np.arange(a, b, dtype=np.float32) for a, b in zip(start, stop)]
     k0 = [np.floor(c / spacing - 0.5).astype(np.int64) for c in coords]
@@ -388,12 +385,16 @@ def _render(
     return img, lab
 
 
-def _labels_block(start: Sequence[int], stop: Sequence[int], spacing: float, seed: int) -> np.ndarray:
+def _labels_block(
+    start: Sequence[int], stop: Sequence[int], spacing: float, seed: int
+) -> np.ndarray:
     """Labels (uint32) of the box ``[start, stop)``."""
     return _render(start, stop, spacing, seed, image=False)[1]
 
 
-def _image_block(start: Sequence[int], stop: Sequence[int], spacing: float, seed: int) -> np.ndarray:
+def _image_block(
+    start: Sequence[int], stop: Sequence[int], spacing: float, seed: int
+) -> np.ndarray:
     """Image (uint16, channels first) of the box ``[start, stop)``."""
     return _render(start, stop, spacing, seed, labels=False)[0]
 
