@@ -110,3 +110,90 @@ def test_values_fit_uint16_without_clipping(small):
 def test_bad_input_says_what_works(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_phantom(**kwargs)
+
+
+def _reference_block(start, stop, spacing, seed):
+    """The phantom written plainly, voxel-array by voxel-array (the original implementation).
+
+    The fast tiled code must match it bit for bit: same float32 operations, same order.
+    """
+    from data_helpers.phantom import _GOLDEN, _Cells, _mix
+
+    coords = [np.arange(a, b, dtype=np.float32) for a, b in zip(start, stop)]
+    k0 = [np.floor(c / spacing - 0.5).astype(np.int64) for c in coords]
+    lo = np.array([k.min() for k in k0])
+    cells = _Cells(lo, np.array([k.max() + 1 for k in k0]), spacing, seed)
+    ny, nx = cells.n[1], cells.n[2]
+    shape = tuple(b - a for a, b in zip(start, stop))
+    d1 = np.full(shape, np.inf, np.float32)
+    d2 = np.full(shape, np.inf, np.float32)
+    owner = np.zeros(shape, np.int64)
+    rel = [k - l for k, l in zip(k0, lo)]
+    for dz, dy, dx in [(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)]:
+        flat = (
+            ((rel[0] + dz) * (ny * nx))[:, None, None]
+            + ((rel[1] + dy) * nx)[None, :, None]
+            + (rel[2] + dx)[None, None, :]
+        )
+        d = (coords[0][:, None, None] - cells.centre[0].take(flat)) ** 2
+        d += (coords[1][None, :, None] - cells.centre[1].take(flat)) ** 2
+        d += (coords[2][None, None, :] - cells.centre[2].take(flat)) ** 2
+        np.sqrt(d, out=d)
+        closer = d < d1
+        np.copyto(d2, np.where(closer, d1, np.minimum(d2, d)))
+        np.copyto(owner, flat, where=closer)
+        np.minimum(d1, d, out=d1)
+    radius = cells.radius.take(owner)
+    labels = np.where(d1 < radius, cells.label.take(owner), np.uint32(0)).astype(np.uint32)
+    bright = cells.brightness.take(owner)
+    nucleus = 1.0 / (1.0 + np.exp(np.clip((d1 - radius) / np.float32(0.8), -30, 30)))
+    membrane = np.exp(-(((d2 - d1) / np.float32(1.2)) ** 2))
+    z, y, x = coords
+    background = (
+        20.0
+        + 8.0 * np.sin(z / 97.0)[:, None, None]
+        + 8.0 * np.cos(y / 131.0)[None, :, None]
+        + 8.0 * np.sin(x / 113.0 + 1.0)[None, None, :]
+    ).astype(np.float32)
+    expected = [
+        background + 500.0 * bright * nucleus * (1.0 - 0.35 * (d1 / np.maximum(radius, 1)) ** 2),
+        background + 300.0 * membrane + 25.0 * (1.0 - nucleus) * bright,
+    ]
+    zi, yi, xi = (np.arange(a, b, dtype=np.uint64) for a, b in zip(start, stop))
+    key = (zi[:, None, None] << np.uint64(42)) | (yi[None, :, None] << np.uint64(21)) | xi
+    image = np.empty((len(CHANNELS),) + shape, np.uint16)
+    for c, lam in enumerate(expected):
+        lam = np.maximum(lam, 0).astype(np.float32)
+        h = _mix(key ^ _mix(np.uint64(seed * 1024 + 10 + c + 1) ^ _GOLDEN))
+        scale = np.float32(2.0**-32)
+        u1 = ((h & np.uint64(0xFFFFFFFF)).astype(np.float32) + np.float32(0.5)) * scale
+        u1 = np.minimum(u1, np.float32(1 - 2**-24))
+        u2 = ((h >> np.uint64(32)).astype(np.float32) + np.float32(0.5)) * scale
+        normal = np.sqrt(-2.0 * np.log(u1)) * np.cos(np.float32(2 * np.pi) * u2)
+        adu = CAMERA_OFFSET + lam + np.sqrt(lam + 2.0**2) * normal
+        image[c] = np.clip(np.rint(adu), 0, 65535).astype(np.uint16)
+    return image, labels
+
+
+@pytest.mark.parametrize("tile_voxels", [1, 700, 1 << 16])
+@pytest.mark.parametrize(
+    ("start", "stop", "spacing", "seed"),
+    [
+        ((0, 0, 0), (21, 45, 37), 18.0, 7),
+        ((3, 1000, 77), (40, 1031, 130), 4.0, 3),  # many small cells
+        ((500, 20, 9), (530, 120, 50), 60.0, 11),  # runs longer than a tile
+        ((2**21 - 30, 2**21 - 25, 2**21 - 40), (2**21 - 1,) * 3, 9.3, 2**20 - 1),
+    ],
+)
+def test_tiled_code_matches_the_plain_definition_bit_for_bit(
+    monkeypatch, tile_voxels, start, stop, spacing, seed
+):
+    from data_helpers import phantom
+
+    monkeypatch.setattr(phantom, "_TILE_VOXELS", tile_voxels)
+    want_image, want_labels = _reference_block(start, stop, spacing, seed)
+    image, labels = phantom._render(start, stop, spacing, seed)
+    np.testing.assert_array_equal(image, want_image)
+    np.testing.assert_array_equal(labels, want_labels)
+    np.testing.assert_array_equal(phantom._image_block(start, stop, spacing, seed), want_image)
+    np.testing.assert_array_equal(phantom._labels_block(start, stop, spacing, seed), want_labels)
