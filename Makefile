@@ -19,7 +19,7 @@ env: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PY312)" || { echo "Python 3.12 was not found: install it (e.g. 'pyenv install 3.12') and re-run." >&2; exit 1; }
-	@test -x $(PY) || $(PY312) -m venv $(VENV)
+	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null || { rm -rf $(VENV); $(PY312) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,test]"
 	@touch $(STAMP)
