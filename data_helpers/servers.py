@@ -579,8 +579,6 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     counter: _Counter  # set on a per-server subclass
     serve_indexes: bool = True  # set on a per-server subclass
     server_version = "BookHTTP/1.0"
-    # TCP_NODELAY: no ~40 ms Nagle + delayed-ACK stall per keep-alive reply
-    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # quiet: the notebook must not fill with access logs
