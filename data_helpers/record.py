@@ -1,0 +1,55 @@
+"""Record the numbers a chapter's prose quotes, for the book and for notebook readers.
+
+``record(name=value, ...)`` glues each value for MyST's ``{glue:text}`name``` role, so
+the rendered book prints the number measured in that run. Outside the book build (in
+Colab or Jupyter, where the roles cannot render) it also prints each value, so the
+number the text refers to is visible next to it.
+
+>>> record(example_speed=123.456, example_count=7)  # doctest: +SKIP
+example_speed = 123.5
+example_count = 7
+>>> format_value(0.000123456), format_value(1234567), format_value("slab")
+('0.0001235', '1,234,567', 'slab')
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+#: Set by ``data_helpers.build`` in every chapter kernel it starts.
+BUILD_ENV = "ZARR_BOOK_BUILD"
+
+
+def format_value(value: object) -> str:
+    """A short, readable form of a recorded value (4 significant digits for floats)."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}"
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        return f"{v:,.1f}" if abs(v) >= 1000 else f"{v:.4g}"
+    return str(value)
+
+
+def record(**values: object) -> None:
+    """Glue each keyword's value under its name; print them when not building the book.
+
+    Values must be plain Python or numpy scalars, or strings.
+    """
+    if not values:
+        raise TypeError("record() needs at least one name=value pair, e.g. record(speed=12.5)")
+    try:
+        from myst_nb import glue
+    except ImportError:  # a reader's environment without myst-nb: printing is enough
+        glue = None
+    for name, value in values.items():
+        if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+            value = value.item()  # numpy scalar -> Python scalar
+        if not isinstance(value, (str, numbers.Number)):
+            raise TypeError(f"record({name}=...): got {type(value).__name__}; pass a number or a string")
+        if glue is not None:
+            glue(name, value, display=False)
+    if os.environ.get(BUILD_ENV) != "1":
+        print("\n".join(f"{name} = {format_value(v)}" for name, v in values.items()))
