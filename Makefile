@@ -41,6 +41,11 @@ book: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# Every chapter's notebook run as in Colab: Python 3.13, Colab's preinstalled versions,
+# numpy/matplotlib/Pillow imported first, each chapter's own install cell (see tests/colab_like.py).
+colab-check: $(STAMP)
+	$(PY) tests/colab_like.py
+
 # JupyterLab on the chapters, with the book's environment as the kernel.
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab chapters/

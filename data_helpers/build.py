@@ -161,13 +161,17 @@ def render(out: Path = BUILD) -> Path:
             executed = EXECUTED / f"{path.stem}.ipynb"
             if not executed.exists():
                 raise RuntimeError(f"{path.stem} was not executed: run `make book` again")
-            shutil.copy2(executed, stage / "chapters" / executed.name)
+            _stage_notebook(executed, stage / "chapters" / executed.name, names)
         elif path.suffix == ".md" or path.is_dir() and not path.name.startswith("."):
             (shutil.copytree if path.is_dir() else shutil.copy2)(path, stage / "chapters" / path.name)
-    config = (stage / "_config.yml").read_text()
-    config = config.replace("execute_notebooks: force", "execute_notebooks: \"off\"")
-    config = config.replace('- "**/*.ipynb"\n', "")
-    (stage / "_config.yml").write_text(config)
+    import yaml
+
+    config = yaml.safe_load((stage / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"
+    config["exclude_patterns"] = [
+        p for p in config["exclude_patterns"] if p not in ("**/*.ipynb", ".*", "**/.*")
+    ] + ["_build/*", "**/.ipynb_checkpoints"]
+    (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     jb = Path(sys.executable).with_name("jupyter-book")
     html = out / "html"
     cmd = [str(jb), "build", str(stage), "--path-output", str(stage), "-W", "-n", "--keep-going"]
@@ -179,6 +183,19 @@ def render(out: Path = BUILD) -> Path:
     shutil.rmtree(html, ignore_errors=True)
     shutil.copytree(stage / "_build" / "html", html)
     return html
+
+
+def _stage_notebook(src: Path, dst: Path, names: set[str]) -> None:
+    """Copy an executed notebook, pointing links to other chapters' ``.md`` at their ``.ipynb``."""
+    import re
+
+    nb = json.loads(src.read_text())
+    pattern = re.compile(r"\]\((" + "|".join(map(re.escape, sorted(names))) + r")\.md([#)])")
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            text = "".join(cell["source"])
+            cell["source"] = pattern.sub(r"](\1.ipynb\2", text)
+    dst.write_text(json.dumps(nb))
 
 
 def main(argv: list[str] | None = None) -> int:

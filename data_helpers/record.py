@@ -53,3 +53,10 @@ def record(**values: object) -> None:
             glue(name, value, display=False)
     if os.environ.get(BUILD_ENV) != "1":
         print("\n".join(f"{name} = {format_value(v)}" for name, v in values.items()))
+
+
+def glue(name: str, value: object, display: bool = False) -> None:
+    """``myst_nb.glue``'s signature for one value, printing it too (see :func:`record`)."""
+    if display:
+        raise ValueError("glue(display=True) is not supported here: use myst_nb.glue, or record() and print")
+    record(**{name: value})
