@@ -138,12 +138,13 @@ def run_chapter(nb_path: Path, env_vars: dict[str, str], probe: bool = False) ->
                 client.execute(env=kernel_env)
                 result["ok"] = True
             except nbclient.exceptions.CellExecutionError as exc:
-                text = str(exc)
+                text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
                 if "RestartRequired" in text and attempt == 0:
                     result["restarts"] += 1
                     result["restart_message"] = text.split("RestartRequired:")[-1].strip()[:400]
+                    print(f"  {nb_path.stem}: stopped with the restart message; restarting the kernel", flush=True)
                     continue
-                result["error"] = re.sub(r"\x1b\[[0-9;]*m", "", text)[-5000:]
+                result["error"] = text[-5000:]
             finally:
                 for cell in nb.cells:
                     if cell.cell_type == "code" and "google.colab" in cell.source:
