@@ -99,7 +99,8 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-def execute(selected: list[Path] | None = None, *, force: bool = False, jobs: int = 2) -> dict:
+def execute(selected: list[Path] | None = None, *, force: bool = False, jobs: int = 2,
+            log=print) -> dict:
     """Execute the chapters whose fingerprint changed (all with ``force``), ``jobs`` at once.
 
     Each chapter runs in its own process (``python -m data_helpers.build execute-one``),
@@ -133,7 +134,7 @@ def execute(selected: list[Path] | None = None, *, force: bool = False, jobs: in
         for entry in pool.map(run, todo):
             report[entry["chapter"]] = entry
             state = "ok" if entry["ok"] else "FAILED"
-            print(f"  {entry['chapter']:<22} {state:<7} {entry['seconds']:6.1f} s", flush=True)
+            log(f"  {entry['chapter']:<22} {state:<7} {entry['seconds']:6.1f} s")
     EXECUTED.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(report, indent=1))
     return report

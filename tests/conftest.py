@@ -44,3 +44,33 @@ def pytest_unconfigure(config):
     import logging
 
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+
+
+def pytest_collection_finish(session):
+    """Start executing the chapters (two kernels) as soon as the book's tests are collected.
+
+    The unit tests mostly wait on servers and sockets, so the chapters run beside them;
+    `tests/test_book.py` then waits for the executions (see its `report` fixture).
+    """
+    if any(item.get_closest_marker("book") for item in session.items):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from data_helpers import build
+
+        os.environ.setdefault(MIRROR_ENV, str(mirror_path()))
+        force = os.environ.get("ZARR_BOOK_FORCE") == "1"
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chapters")
+        session.config._chapter_execution = pool.submit(build.execute, force=force, log=lambda _: None)
+        pool.shutdown(wait=False)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Each chapter's execution time (or failure), at the end of every run that executed them."""
+    future = getattr(config, "_chapter_execution", None)
+    if future is None or not future.done() or future.exception():
+        return
+    report = future.result()
+    terminalreporter.section("chapters executed (seconds, two at a time)")
+    for name, entry in sorted(report.items(), key=lambda kv: -kv[1].get("seconds", 0)):
+        state = "ok" if entry.get("ok") else "FAILED"
+        terminalreporter.write_line(f"{name:<24} {state:<7} {entry.get('seconds', 0):6.1f}")

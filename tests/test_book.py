@@ -18,7 +18,11 @@ from tests.test_chapters import CHAPTERS
 
 
 @pytest.fixture(scope="session")
-def report():
+def report(pytestconfig):
+    """The chapters' execution report (started at collection time by conftest.py)."""
+    future = getattr(pytestconfig, "_chapter_execution", None)
+    if future is not None:
+        return future.result()
     os.environ.setdefault("ZARR_BOOK_DATA_MIRROR", str(mirror_path()))
     return build.execute(force=os.environ.get("ZARR_BOOK_FORCE") == "1")
 
