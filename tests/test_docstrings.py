@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["data", "files", "measure", "phantom", "plot", "servers"]
+MODULES = ["data", "files", "measure", "phantom", "plot", "servers", "s3", "httpd"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -9,6 +9,7 @@ import shutil
 import socket
 import stat
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -23,7 +24,7 @@ import zarr
 from obstore.exceptions import PermissionDeniedError
 from obstore.store import HTTPStore, S3Store
 
-from data_helpers import servers
+from data_helpers import s3 as s3mod
 from data_helpers.servers import (
     PortInUseError,
     ServerStartError,
@@ -87,7 +88,7 @@ def test_s3_starts_on_loopback_and_leaves_nothing_behind():
         listening = listening_ports(pid)
         # every port it opens is on 127.0.0.1, and is one we chose (HTTP or gRPC pair)
         assert {ip for ip, _ in listening} == {"127.0.0.1"}
-        chosen = set(ports.values()) | {p + servers.GRPC_OFFSET for p in ports.values()}
+        chosen = set(ports.values()) | {p + s3mod.GRPC_OFFSET for p in ports.values()}
         assert {port for _, port in listening} == chosen
         assert s3.port in {port for _, port in listening}
     assert gone(pid)
@@ -263,10 +264,10 @@ def test_grpc_partner_port_taken_is_a_clear_error():
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        if port + servers.GRPC_OFFSET < 65536 and servers._port_is_free(port):
+        if port + s3mod.GRPC_OFFSET < 65536 and s3mod._port_is_free(port):
             break
     with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", port + servers.GRPC_OFFSET))
+        blocker.bind(("127.0.0.1", port + s3mod.GRPC_OFFSET))
         blocker.listen()
         with pytest.raises(PortInUseError, match=rf"{port + 10000} \(its gRPC port"):
             with s3_server(port=port):
@@ -274,7 +275,7 @@ def test_grpc_partner_port_taken_is_a_clear_error():
 
 
 def test_port_taken_between_check_and_start_is_retried(monkeypatch):
-    real = servers._free_port_pairs
+    real = s3mod._free_port_pairs
     blocker = socket.socket()
     calls = []
 
@@ -286,7 +287,7 @@ def test_port_taken_between_check_and_start_is_retried(monkeypatch):
         calls.append(picked)
         return picked
 
-    monkeypatch.setattr(servers, "_free_port_pairs", first_pick_is_stolen)
+    monkeypatch.setattr(s3mod, "_free_port_pairs", first_pick_is_stolen)
     with blocker, s3_server() as s3:
         assert len(calls) == 2
         assert s3.ports["filer"] == calls[1][3] != calls[0][3]
@@ -322,8 +323,8 @@ def test_server_that_never_answers_times_out_and_is_killed(tmp_path, monkeypatch
         "trap '' TERM\necho 'fake weed: warming up'\nsleep 60 &\necho $! > child.pid\n"
         "exec sleep 60\n",
     )
-    monkeypatch.setattr(servers, "_find_weed", lambda: weed)
-    monkeypatch.setattr(servers, "STOP_GRACE", 0.5)
+    monkeypatch.setattr(s3mod, "_find_weed", lambda: weed)
+    monkeypatch.setattr(s3mod, "STOP_GRACE", 0.5)
     data_dir = tmp_path / "data"
     with pytest.raises(ServerStartError, match="within 1 s") as raised:
         with s3_server(data_dir=data_dir, startup_timeout=1):
@@ -337,7 +338,7 @@ def test_server_that_never_answers_times_out_and_is_killed(tmp_path, monkeypatch
 
 def test_server_that_exits_reports_its_log(tmp_path, monkeypatch):
     weed = fake_weed(tmp_path, "echo 'fake weed: bad flag' >&2\nexit 3\n")
-    monkeypatch.setattr(servers, "_find_weed", lambda: weed)
+    monkeypatch.setattr(s3mod, "_find_weed", lambda: weed)
     with pytest.raises(ServerStartError, match=r"exited with code 3(.|\n)*bad flag"):
         with s3_server(startup_timeout=10):
             pytest.fail("must not start")
@@ -547,3 +548,72 @@ def test_http_keep_alive_requests_do_not_stall(served_group):
             conn.close()
     assert srv.requests == 20
     assert sorted(durations)[10] < 0.02, f"median {sorted(durations)[10]:.3f} s"
+
+
+# ----------------------------------------------------------------- every port is closed
+
+
+def _plain_http(port: int, method: str, path: str) -> tuple[int | str, bytes]:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request(method, path, body=b"x" if method == "PUT" else None)
+        resp = conn.getresponse()
+        return resp.status, resp.read(4096)
+    except (OSError, http.client.HTTPException) as err:
+        return type(err).__name__, b""
+
+
+def _tls_without_certificate(port: int) -> tuple[str, bytes]:
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # accept the server's certificate: only ours is missing
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with ctx.wrap_socket(raw) as tls:
+                tls.sendall(b"GET /buckets/book/secret.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+                return "answered", tls.recv(4096)
+    except (OSError, ssl.SSLError) as err:
+        return type(err).__name__, b""
+
+
+def test_every_port_but_s3_refuses_unauthenticated_requests(s3):
+    """Issue 13 #1: the filer, master, volume and admin ports (HTTP and gRPC) answered
+    anyone; the filer served, wrote and deleted every object without credentials."""
+    secret = b"only with the keys " + os.urandom(8).hex().encode()
+    obstore.put(s3.obstore_store(), "secret.txt", secret)
+    ports = {port for _, port in listening_ports(s3.pid)}
+    assert s3.port in ports and len(ports) >= 10  # 5 HTTP ports + 5 gRPC ports
+    paths = ["/", f"/buckets/{s3.bucket}/", f"/buckets/{s3.bucket}/secret.txt",
+             "/dir/assign", "/dir/status", "/status", "/api/cluster/topology"]
+    for port in sorted(ports - {s3.port}):
+        for method, path in [("GET", p) for p in paths] + [("PUT", "/buckets/book/x")]:
+            status, body = _plain_http(port, method, path)
+            assert not (isinstance(status, int) and status < 400), (port, method, path, status)
+            assert secret not in body
+        outcome, body = _tls_without_certificate(port)
+        assert outcome != "answered", f"port {port} answered TLS without a client certificate"
+    # the S3 port: nothing without a valid signature
+    for method, path in [("GET", f"/{s3.bucket}/secret.txt"), ("GET", f"/{s3.bucket}"),
+                         ("PUT", f"/{s3.bucket}/x"), ("GET", "/")]:  # fmt: skip
+        status, body = _plain_http(s3.port, method, path)
+        assert status == 403 and secret not in body, (method, path, status)
+    # nothing was written, and the object is still there for the right keys
+    assert [m["path"] for m in obstore.list(s3.obstore_store()).collect()
+            if m["path"] in ("x", "secret.txt")] == ["secret.txt"]
+    assert bytes(obstore.get(s3.obstore_store(), "secret.txt").bytes()) == secret
+
+
+def test_keys_and_logs_stay_in_the_servers_own_folder(tmp_path):
+    """Issue 13 #5: weed wrote glog files into the temp folder at every start."""
+    glogs = lambda: {p.name for p in Path(tempfile.gettempdir()).glob("weed*")}  # noqa: E731
+    before = glogs()
+    with s3_server(data_dir=tmp_path / "d") as s3:
+        assert (s3.data_dir / "security.toml").stat().st_mode & 0o077 == 0
+        assert any((s3.data_dir / "logs").iterdir())  # glog's files land here
+        assert glogs() == before
+    assert glogs() == before
+    left = sorted(p.name for p in (tmp_path / "d").iterdir())
+    assert "security.toml" not in left and "security" not in left and "logs" not in left
