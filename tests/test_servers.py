@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
@@ -479,30 +480,6 @@ def test_http_bad_directory_is_a_clear_error(tmp_path):
             pytest.fail("must not start")
 
 
-def test_server_dies_with_its_python_process(tmp_path):
-    """A kernel that exits (or is killed) without closing the with block leaves no server."""
-    import subprocess
-    import sys
-    import textwrap
-
-    script = textwrap.dedent(
-        """
-        import contextlib, os, signal, sys
-        from data_helpers.servers import s3_server
-        stack = contextlib.ExitStack()
-        s3 = stack.enter_context(s3_server())
-        print(s3.pid, flush=True)
-        if sys.argv[1] == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        # "exit": leave without closing the stack, as a failed notebook would
-        """
-    )
-    for how in ("exit", "kill"):
-        proc = subprocess.run(
-            [sys.executable, "-c", script, how], capture_output=True, text=True, timeout=120
-        )
-        pid = int(proc.stdout.split()[0])
-        assert gone(pid, timeout=15), f"server {pid} outlived its Python process ({how})"
 def test_http_without_index_pages_lists_nothing_until_consolidated(tmp_path):
     root = tmp_path / "site"
     g = zarr.open_group(root / "plain.zarr", mode="w")
@@ -617,3 +594,83 @@ def test_keys_and_logs_stay_in_the_servers_own_folder(tmp_path):
     assert glogs() == before
     left = sorted(p.name for p in (tmp_path / "d").iterdir())
     assert "security.toml" not in left and "security" not in left and "logs" not in left
+
+
+# ----------------------------------------------------------------- owner's death
+
+# Subprocess scripts import data_helpers.s3 without the package's heavy __init__.
+_LIGHT_IMPORT = f"""
+import sys, types
+_pkg = types.ModuleType("data_helpers")
+_pkg.__path__ = [{str(Path(s3mod.__file__).parent)!r}]
+sys.modules["data_helpers"] = _pkg
+"""
+
+_OWNER = _LIGHT_IMPORT + """
+import contextlib, os, signal, sys, threading, time
+from data_helpers.s3 import s3_server
+how, where = sys.argv[1], sys.argv[2]
+stack = contextlib.ExitStack()
+box = {}
+def start():
+    box["s3"] = stack.enter_context(s3_server())
+if where == "thread":  # the thread ends, the server must live on until the process dies
+    t = threading.Thread(target=start); t.start(); t.join()
+else:
+    start()
+s3 = box["s3"]
+print(s3.pid, s3.data_dir, flush=True)
+time.sleep(0.5)
+if how == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+elif how == "term":
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+# "exit": leave without closing the stack, as a failed notebook would
+"""
+
+
+def test_server_and_its_folder_die_with_the_python_process():
+    """Issue 13 #5: a server started from a worker thread outlived its Python process
+    (re-parented to PID 1, 10 ports held), and kill -9 or SIGTERM left its temporary
+    folder behind with the uploaded data."""
+    cases = [("kill", "thread"), ("term", "thread"), ("exit", "thread"), ("kill", "main"),
+             ("term", "main"), ("exit", "main")]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _OWNER, how, where],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for how, where in cases
+    ]  # fmt: skip
+    for (how, where), proc in zip(cases, procs):
+        out, err = proc.communicate(timeout=90)
+        assert out.split(), f"{how}/{where}: no server started\n{err[-2000:]}"
+        pid, data_dir = int(out.split()[0]), Path(out.split()[1])
+        assert gone(pid, timeout=15), f"server {pid} outlived its Python process ({how}, {where})"
+        deadline = time.monotonic() + 10
+        while data_dir.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not data_dir.exists(), f"{data_dir} left behind ({how}, {where})"
+
+
+_FORK = _LIGHT_IMPORT + """
+import os, sys, warnings, obstore
+from data_helpers.s3 import s3_server
+warnings.simplefilter("ignore", DeprecationWarning)  # fork() with obstore's threads
+with s3_server() as s3:
+    obstore.put(s3.obstore_store(), "a.txt", b"parent")
+    child = os.fork()
+    if child == 0:
+        sys.exit(0)  # unwinds the with block and runs atexit in the child
+    os.waitpid(child, 0)
+    print(bytes(obstore.get(s3.obstore_store(), "a.txt").bytes()).decode(), s3.pid, flush=True)
+"""
+
+
+def test_a_forked_child_that_exits_leaves_the_parents_server_running():
+    """Issue 13 #5: a forked child that exited stopped its parent's server."""
+    done = subprocess.run([sys.executable, "-c", _FORK], capture_output=True, text=True,
+                          timeout=90)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    text, pid = done.stdout.split()
+    assert text == "parent"
+    assert gone(int(pid))
