@@ -91,6 +91,9 @@ def _position(digits: str) -> int:
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Errors found before the version is parsed are answered in HTTP/1.0: the base
+    # class's default, HTTP/0.9, sends them without a status line.
+    default_request_version = "HTTP/1.0"
     # Headers and body go out in separate writes; with Nagle's algorithm on, the body
     # waits for the client's delayed ACK, about 40 ms per keep-alive request on Linux.
     disable_nagle_algorithm = True

@@ -674,3 +674,100 @@ def test_a_forked_child_that_exits_leaves_the_parents_server_running():
     text, pid = done.stdout.split()
     assert text == "parent"
     assert gone(int(pid))
+
+
+# ----------------------------------------------------------------- HTTP: hostile clients
+
+
+def _raw(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes, return everything the server sends until it hangs up."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        got = b""
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return got
+
+
+def _status(reply: bytes) -> int | None:
+    first = reply.split(b"\r\n", 1)[0].split()
+    return int(first[1]) if len(first) >= 2 and first[0].startswith(b"HTTP/1.") else None
+
+
+def test_http_answers_and_counts_malformed_requests(served_group):
+    """Issue 13 #3: seven kinds of malformed request got no response and no count."""
+    huge = "9" * 5000
+    close = b"Connection: close\r\n"
+    cases = {
+        "bad version": (b"GET /g.zarr/zarr.json HTTP/one\r\n\r\n", 400),
+        "request line too long": (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414),
+        "header too long": (b"GET / HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n", 431),
+        "too many headers": (b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * 150 + b"\r\n", 431),
+        "HTTP/2 over HTTP/1": (b"GET /g.zarr/zarr.json HTTP/2.0\r\n\r\n", 505),
+        "HTTP/0.9": (b"GET /g.zarr/zarr.json\r\n", 505),
+        "NUL in the path": (b"GET /g.zarr/%00zarr.json HTTP/1.1\r\n" + close + b"\r\n", 400),
+        "raw NUL in the path": (b"GET /g.zarr/\x00 HTTP/1.1\r\n" + close + b"\r\n", 400),
+        "huge Range start": (
+            f"GET /g.zarr/zarr.json HTTP/1.1\r\nRange: bytes={huge}-\r\n".encode() + close
+            + b"\r\n", 416),
+        "huge Range end": (
+            f"GET /g.zarr/zarr.json HTTP/1.1\r\nRange: bytes=0-{huge}\r\n".encode() + close
+            + b"\r\n", 206),
+        "unknown method": (b"BREW /pot HTTP/1.1\r\n" + close + b"\r\n", 501),
+    }  # fmt: skip
+    with http_server(served_group) as srv:
+        for name, (request, expected) in cases.items():
+            srv.reset()
+            t0 = time.perf_counter()
+            reply = _raw(srv.port, request)
+            assert time.perf_counter() - t0 < 3, f"{name}: the server kept the client waiting"
+            assert _status(reply) == expected, f"{name}: {reply[:80]!r}"
+            assert [r.status for r in srv.log] == [expected], name
+
+
+def test_http_put_with_expect_100_continue_is_refused_once(served_group):
+    """Issue 13 #3: a PUT with Expect: 100-continue was counted twice."""
+    target = served_group / "g.zarr" / "zarr.json"
+    before = target.read_bytes()
+    with http_server(served_group) as srv:
+        head = (b"PUT /g.zarr/zarr.json HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                b"Expect: 100-continue\r\n\r\n")  # fmt: skip
+        reply = _raw(srv.port, head)  # the body is never sent: the answer is final
+        assert _status(reply) == 405 and b"100 Continue" not in reply
+        assert [(r.method, r.status) for r in srv.log] == [("PUT", 405)]
+        srv.reset()  # a GET that asks for 100-continue: one count, one 200
+        reply = _raw(srv.port, b"GET /g.zarr/zarr.json HTTP/1.1\r\nExpect: 100-continue\r\n"
+                     b"Connection: close\r\n\r\n")  # fmt: skip
+        assert _status(reply.split(b"\r\n\r\n", 1)[1]) == 200
+        assert [(r.method, r.status) for r in srv.log] == [("GET", 200)]
+    assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize("clients, per_client", [(8, 40), (64, 10)])
+def test_http_many_clients_connecting_at_once_do_not_stall(served_group, clients, per_client):
+    """Issue 13 #3: with a listen backlog of 5, a new connection per request stalled
+    1-3 s (a dropped SYN is retried after 1 s): 4 of 1,600 at 8 clients, 134 at 64."""
+    size = (served_group / "g.zarr" / "zarr.json").stat().st_size
+    start = threading.Barrier(clients)
+    with http_server(served_group) as srv:
+
+        def client(_):
+            start.wait()
+            times = []
+            for _ in range(per_client):
+                t0 = time.perf_counter()
+                conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+                conn.request("GET", "/g.zarr/zarr.json", headers={"Connection": "close"})
+                assert len(conn.getresponse().read()) == size
+                conn.close()
+                times.append(time.perf_counter() - t0)
+            return times
+
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            times = [t for ts in pool.map(client, range(clients)) for t in ts]
+        assert srv.requests == clients * per_client
+    stalls = [t for t in times if t > 1.0]
+    assert not stalls, f"{len(stalls)} of {len(times)} requests took > 1 s: {sorted(stalls)[-3:]}"
