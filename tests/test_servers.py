@@ -746,28 +746,46 @@ def test_http_put_with_expect_100_continue_is_refused_once(served_group):
     assert target.read_bytes() == before
 
 
+def _syn_retransmits(sock: socket.socket) -> int:
+    """Linux: how many times this connection's SYN (or data) was sent again. A SYN is
+    sent again after 1 s when the server's listen queue was full and dropped it."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return int.from_bytes(info[100:104], sys.byteorder)  # tcpi_total_retrans
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="Linux TCP_INFO")
 @pytest.mark.parametrize("clients, per_client", [(8, 40), (64, 10)])
 def test_http_many_clients_connecting_at_once_do_not_stall(served_group, clients, per_client):
     """Issue 13 #3: with a listen backlog of 5, a new connection per request stalled
-    1-3 s (a dropped SYN is retried after 1 s): 4 of 1,600 at 8 clients, 134 at 64."""
+    1-3 s (a dropped SYN is sent again after 1 s): 4 of 1,600 at 8 clients, 134 at 64.
+
+    Timing alone is noisy on a shared machine (a pause of the whole test process also
+    delays requests), so the test counts what a full queue causes: SYNs sent again."""
     size = (served_group / "g.zarr" / "zarr.json").stat().st_size
     start = threading.Barrier(clients)
     with http_server(served_group) as srv:
 
         def client(_):
             start.wait()
-            times = []
+            out = []
             for _ in range(per_client):
                 t0 = time.perf_counter()
                 conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+                conn.connect()
+                resent = _syn_retransmits(conn.sock)
                 conn.request("GET", "/g.zarr/zarr.json", headers={"Connection": "close"})
                 assert len(conn.getresponse().read()) == size
                 conn.close()
-                times.append(time.perf_counter() - t0)
-            return times
+                out.append((time.perf_counter() - t0, resent))
+            return out
 
         with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-            times = [t for ts in pool.map(client, range(clients)) for t in ts]
+            results = [r for rs in pool.map(client, range(clients)) for r in rs]
         assert srv.requests == clients * per_client
-    stalls = [t for t in times if t > 1.0]
-    assert not stalls, f"{len(stalls)} of {len(times)} requests took > 1 s: {sorted(stalls)[-3:]}"
+    dropped = [t for t, resent in results if resent]
+    slow = sorted(t for t, _ in results)
+    assert not dropped, (
+        f"{len(dropped)} of {len(results)} connections were dropped by a full listen "
+        f"queue and retried; they took {sorted(dropped)[-3:]} s"
+    )
+    assert slow[-1] < 5, f"slowest requests: {slow[-3:]} s"
