@@ -279,7 +279,8 @@ def _stop_all() -> None:
     for proc in list(_LIVE):
         live = _LIVE.get(proc)
         if live is not None and live.owner == os.getpid():
-            _stop_process_group(proc, grace=2.0)
+            # Stop the server now; its watchdog then removes its temporary files.
+            _stop_process_group(proc, grace=2.0, handover=True)
 
 
 def _after_fork_in_child() -> None:
@@ -400,20 +401,24 @@ def _start_watchdog(pgid: int, remove: Path | None, files: list[Path]) -> tuple[
     return dog, write_end
 
 
-def _release_watchdog(live: _Live) -> None:
-    """Tell the watchdog the owner stopped the server itself, and reap it."""
+def _release_watchdog(live: _Live, handover: bool = False) -> None:
+    """Tell the watchdog the owner stopped the server itself, and reap it; or, with
+    ``handover``, let it clean up as if the owner had died (at interpreter exit)."""
     if live.pipe is not None:
-        with contextlib.suppress(OSError):
-            os.write(live.pipe, b"done")
+        if not handover:
+            with contextlib.suppress(OSError):
+                os.write(live.pipe, b"done")
         with contextlib.suppress(OSError):
             os.close(live.pipe)
         live.pipe = None
-    if live.watchdog is not None:
+    if live.watchdog is not None and not handover:
         with contextlib.suppress(subprocess.TimeoutExpired):
             live.watchdog.wait(timeout=5)
 
 
-def _stop_process_group(proc: subprocess.Popen, grace: float | None = None) -> None:
+def _stop_process_group(
+    proc: subprocess.Popen, grace: float | None = None, handover: bool = False
+) -> None:
     """SIGTERM the process group, SIGKILL it after ``grace`` seconds, reap the child."""
     grace = STOP_GRACE if grace is None else grace
     with _LIVE_LOCK:
@@ -436,7 +441,7 @@ def _stop_process_group(proc: subprocess.Popen, grace: float | None = None) -> N
             time.sleep(0.05)
     finally:
         if live is not None:
-            _release_watchdog(live)
+            _release_watchdog(live, handover)
 
 
 def _grpc_sockets(ports: dict[str, int]) -> list[Path]:
