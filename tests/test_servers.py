@@ -556,6 +556,18 @@ def _tls_without_certificate(port: int) -> tuple[str, bytes]:
         return type(err).__name__, b""
 
 
+def _speaks_plain_http2(port: int) -> bool:
+    """True when the port accepts an HTTP/2 connection without TLS, as an open gRPC
+    port does (it answers the client preface with a SETTINGS frame)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+            frame = s.recv(64)
+    except OSError:
+        return False
+    return len(frame) >= 9 and frame[3] == 4
+
+
 def test_every_port_but_s3_refuses_unauthenticated_requests(s3):
     """Issue 13 #1: the filer, master, volume and admin ports (HTTP and gRPC) answered
     anyone; the filer served, wrote and deleted every object without credentials."""
@@ -572,6 +584,7 @@ def test_every_port_but_s3_refuses_unauthenticated_requests(s3):
             assert secret not in body
         outcome, body = _tls_without_certificate(port)
         assert outcome != "answered", f"port {port} answered TLS without a client certificate"
+        assert not _speaks_plain_http2(port), f"port {port} accepts gRPC without TLS"
     # the S3 port: nothing without a valid signature
     for method, path in [("GET", f"/{s3.bucket}/secret.txt"), ("GET", f"/{s3.bucket}"),
                          ("PUT", f"/{s3.bucket}/x"), ("GET", "/")]:  # fmt: skip
