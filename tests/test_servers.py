@@ -251,10 +251,10 @@ def test_env_is_enough_for_obstore_and_s3fs(s3, monkeypatch):
 
 
 def test_requested_port_taken_is_a_clear_error():
+    port = s3mod._free_port_pairs(1, set())[0]  # in 1024..55535, as s3_server needs
     with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", 0))
+        blocker.bind(("127.0.0.1", port))
         blocker.listen()
-        port = blocker.getsockname()[1]
         with pytest.raises(PortInUseError, match=rf"Port {port} .*Omit `port=`"):
             with s3_server(port=port):
                 pytest.fail("must not start")
