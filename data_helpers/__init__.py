@@ -7,7 +7,8 @@ One module per concern:
 - :mod:`data_helpers.plot` -- slices, orthogonal views and montages.
 - :mod:`data_helpers.files` -- what a Zarr hierarchy looks like on disk.
 - :mod:`data_helpers.measure` -- count what crosses a store; time operations.
-- :mod:`data_helpers.servers` -- real local S3 (SeaweedFS) and HTTP servers, on 127.0.0.1.
+- :mod:`data_helpers.servers` -- real local S3 (:mod:`~data_helpers.s3`, SeaweedFS) and HTTP
+  (:mod:`~data_helpers.httpd`) servers, on 127.0.0.1.
 - :mod:`data_helpers.catalogue` -- an image catalogue: SQLite rows + OME-Zarr objects.
 - :mod:`data_helpers.record` -- record the numbers the prose quotes (glued, and printed in notebooks).
 - :mod:`data_helpers.build`, :mod:`data_helpers.notebooks` -- execute and render the book; make the notebooks.

@@ -8,6 +8,11 @@ Offline, set the environment variable named by :data:`MIRROR_ENV` to a
 directory holding byte-identical copies (laid out like the download URLs);
 files are then copied from there and verified against the same hashes.
 
+Reads are verified too: :func:`open_heart` and :func:`load_heart` read through
+a :class:`VerifiedStore`, which checks every file against its SHA-256 each time
+zarr reads it, so a chunk deleted or corrupted after opening raises
+:class:`DataCorruptedError` instead of reading back as zeros or wrong values.
+
 Example
 -------
 >>> from data_helpers.data import load_heart
@@ -18,20 +23,33 @@ Example
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import logging
 import os
+import re
 import shutil
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 import numpy as np
 import pooch
+from zarr.abc.store import (
+    ByteRequest,
+    OffsetByteRequest,
+    RangeByteRequest,
+    Store,
+    SuffixByteRequest,
+)
+from zarr.storage import LocalStore, WrapperStore
 
 if TYPE_CHECKING:
     import xarray as xr
     import zarr
+    from zarr.core.buffer import Buffer, BufferPrototype
 
 MIRROR_ENV = "ZARR_BOOK_DATA_MIRROR"
 """Environment variable naming an offline mirror directory of the sample data."""
@@ -42,6 +60,26 @@ CACHE_ENV = "ZARR_BOOK_CACHE"
 
 class DataUnavailableError(RuntimeError):
     """A sample file could be neither downloaded nor taken from a mirror."""
+
+
+class CacheError(DataUnavailableError):
+    """A problem on this computer (disk full, a cache folder that cannot be written,
+    a folder where a file should be), not with the network or the mirror.
+
+    ``errno`` is the operating system's error number (e.g. ``errno.ENOSPC``).
+    """
+
+    def __init__(self, errno_: int | None, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
+class DataCorruptedError(DataUnavailableError):
+    """A verified file changed or disappeared after it was fetched."""
+
+
+STALE_TEMP_SECONDS = 600
+"""Temporary files of an interrupted copy or download older than this are removed."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +146,60 @@ HEART_VOXEL_SIZE_UM = HEART_FULL_RES_UM * 2**HEART_LEVEL
 
 def _cache_dir() -> Path:
     env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path(pooch.os_cache("zarr-bioimaging-book"))
+    return Path(env).expanduser() if env else Path(pooch.os_cache("zarr-bioimaging-book"))
+
+
+_LOCAL_ERRNOS = {
+    errno.ENOSPC: "the disk is full: free some space, or set {cache_env} to a folder on "
+    "another disk",
+    errno.EDQUOT: "the disk quota is exceeded: free some space, or set {cache_env} to a "
+    "folder on another disk",
+    errno.EACCES: "this folder cannot be written: set {cache_env} to a writable folder",
+    errno.EPERM: "this folder cannot be written: set {cache_env} to a writable folder",
+    errno.EROFS: "the file system is read-only: set {cache_env} to a writable folder",
+    errno.ENOTDIR: "a file stands where a folder should be: remove it, or set {cache_env} "
+    "to another folder",
+    errno.EEXIST: "a file stands where a folder should be: remove it, or set {cache_env} "
+    "to another folder",
+    errno.EISDIR: "a folder stands where a file should be: delete that folder and run "
+    "again",
+    errno.ENAMETOOLONG: "the path is too long: set {cache_env} to a shorter folder",
+    errno.ELOOP: "the path has a symbolic-link loop: set {cache_env} to another folder",
+}
+
+
+def _local_error(err: BaseException) -> OSError | None:
+    """The OSError behind ``err`` when it is a problem on this computer."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _LOCAL_ERRNOS:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _remove_stale_temps(folder: Path, known: set[str]) -> int:
+    """Delete the temporary files an interrupted copy or download left in ``folder``
+    (pooch names them ``tmpXXXXXXXX``); fresh ones may belong to a running fetch."""
+    removed = 0
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return 0
+    now = time.time()
+    for entry in entries:
+        if entry.name in known or not re.fullmatch(r"tmp[a-z0-9_]{6,12}", entry.name):
+            continue
+        try:
+            if entry.is_file() and not entry.is_symlink():
+                if now - entry.stat().st_mtime > STALE_TEMP_SECONDS:
+                    entry.unlink()
+                    removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def _mirror_dir() -> Path | None:
@@ -170,15 +261,20 @@ def fetch(name: str = "hoa_heart") -> Path:
     >>> sorted(p.name for p in path.iterdir())[:2]
     ['.zarray', '0.0.0']
     """
-    if name not in DATASETS:
+    if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; choose one of {sorted(DATASETS)}.")
     ds = DATASETS[name]
     mirror = _mirror_dir()
+    cache = _cache_dir()
     registry = {f"{ds.root}/{f}": sha for f, sha in ds.files.items()}
-    store = pooch.create(path=_cache_dir(), base_url=ds.base_url, registry=registry)
+    store = pooch.create(path=cache, base_url=ds.base_url, registry=registry)
+    _remove_stale_temps(Path(store.abspath) / ds.root, set(ds.files))
     with _quiet_pooch():
         for relpath in registry:
+            target = Path(store.abspath) / relpath
             try:
+                if target.is_dir():  # pooch would report it as a failed download
+                    raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
                 if mirror is not None:
                     store.fetch(relpath, downloader=_copy_from(mirror, relpath))
                 else:
@@ -191,7 +287,26 @@ def fetch(name: str = "hoa_heart") -> Path:
                     f"{relpath} from {where} does not match its SHA-256, so it was not used. "
                     "Replace it with a byte-identical copy of the public file."
                 ) from err
-            except Exception as err:  # network failures of any kind
+            except Exception as err:  # noqa: BLE001 - sorted into local and remote below
+                local = _local_error(err)
+                if local is not None:
+                    where = local.filename or target
+                    in_mirror = mirror is not None and str(where).startswith(str(mirror))
+                    hint = _LOCAL_ERRNOS[local.errno].format(
+                        cache_env=MIRROR_ENV if in_mirror else CACHE_ENV
+                    )
+                    raise CacheError(
+                        local.errno,
+                        f"Could not {'read' if in_mirror else 'write'} {relpath} "
+                        f"{'from the mirror' if in_mirror else 'into the cache'} "
+                        f"({where}: {local.strerror}). This is a problem on this computer, "
+                        f"not the network: {hint}.",
+                    ) from err
+                if mirror is not None:
+                    raise DataUnavailableError(
+                        f"Could not copy {relpath} from the mirror {mirror} "
+                        f"({type(err).__name__}: {err})."
+                    ) from err
                 raise DataUnavailableError(
                     f"Could not download {relpath} from {ds.base_url} ({type(err).__name__}). "
                     f"Without internet, set {MIRROR_ENV} to a directory holding the "
@@ -200,8 +315,102 @@ def fetch(name: str = "hoa_heart") -> Path:
     return Path(store.abspath) / ds.root
 
 
+def _slice(data: bytes, byte_range: ByteRequest | None) -> bytes:
+    if byte_range is None:
+        return data
+    if isinstance(byte_range, RangeByteRequest):
+        return data[byte_range.start : byte_range.end]
+    if isinstance(byte_range, OffsetByteRequest):
+        return data[byte_range.offset :]
+    if isinstance(byte_range, SuffixByteRequest):
+        return data[-byte_range.suffix :] if byte_range.suffix else b""
+    raise TypeError(f"Unknown byte range {byte_range!r}")  # pragma: no cover
+
+
+class VerifiedStore(WrapperStore[Store]):
+    """A read-only store that checks every file it reads against a known SHA-256.
+
+    Keys in ``hashes`` are read whole, hashed and compared each time; a changed file
+    raises :class:`DataCorruptedError`, and so does a missing one (zarr would
+    otherwise read a missing chunk back as fill values). Other keys (zarr's probes
+    for metadata that does not exist) pass through.
+
+    Example
+    -------
+    >>> import zarr
+    >>> heart = open_heart()
+    >>> type(heart.store).__name__, int(heart[60, 60, 60]) >= 0
+    ('VerifiedStore', True)
+    """
+
+    def __init__(self, store: Store, hashes: dict[str, str]) -> None:
+        if not isinstance(store, Store):
+            raise TypeError(f"VerifiedStore wraps a zarr store; got {type(store).__name__}.")
+        super().__init__(store)
+        self._hashes = dict(hashes)
+
+    def _with_store(self, store: Store) -> "VerifiedStore":
+        return type(self)(store, self._hashes)
+
+    def __repr__(self) -> str:
+        return f"VerifiedStore({self._store!r})"
+
+    def __eq__(self, value: object) -> bool:
+        return isinstance(value, VerifiedStore) and self._store == value._store
+
+    def _check(self, key: str, buf: "Buffer | None") -> None:
+        expected = self._hashes.get(key)
+        if expected is None:
+            return
+        if buf is None:
+            raise DataCorruptedError(
+                f"{key} is missing from {self._store} although it was verified when the "
+                "array was opened. Open it again (load_heart() fetches and verifies every "
+                "file anew)."
+            )
+        if hashlib.sha256(buf.to_bytes()).hexdigest() != expected:
+            raise DataCorruptedError(
+                f"{key} in {self._store} does not match its SHA-256 any more: the file "
+                "changed after it was verified, so its values would be wrong. Open the "
+                "array again (load_heart() replaces a corrupted file)."
+            )
+
+    async def get(
+        self, key: str, prototype: "BufferPrototype", byte_range: ByteRequest | None = None
+    ) -> "Buffer | None":
+        if key not in self._hashes:
+            return await self._store.get(key, prototype, byte_range)
+        buf = await self._store.get(key, prototype, None)
+        self._check(key, buf)
+        if byte_range is None:
+            return buf
+        return prototype.buffer.from_bytes(_slice(buf.to_bytes(), byte_range))
+
+    def get_sync(self, key: str, *, prototype: Any = None, byte_range: ByteRequest | None = None):
+        if key not in self._hashes:
+            return super().get_sync(key, prototype=prototype, byte_range=byte_range)
+        buf = super().get_sync(key, prototype=prototype, byte_range=None)
+        self._check(key, buf)
+        if byte_range is None:
+            return buf
+        return type(buf).from_bytes(_slice(buf.to_bytes(), byte_range))
+
+    async def get_partial_values(self, prototype, key_ranges):  # type: ignore[override]
+        return [await self.get(key, prototype, rng) for key, rng in key_ranges]
+
+    def get_ranges(self, key, byte_ranges, *, prototype, **kwargs):  # type: ignore[override]
+        return Store.get_ranges(self, key, byte_ranges, prototype=prototype, **kwargs)
+
+    async def _get_many(self, requests):  # type: ignore[override]
+        for key, prototype, byte_range in requests:
+            yield key, await self.get(key, prototype, byte_range)
+
+
 def open_heart() -> "zarr.Array":
     """The heart as a read-only zarr array (Zarr format 2, as published).
+
+    Every file is verified when the array is opened (:func:`fetch`) and again each
+    time zarr reads it (:class:`VerifiedStore`).
 
     Example
     -------
@@ -211,7 +420,8 @@ def open_heart() -> "zarr.Array":
     """
     import zarr
 
-    return zarr.open_array(store=str(fetch("hoa_heart")), mode="r", zarr_format=2)
+    store = VerifiedStore(LocalStore(fetch("hoa_heart"), read_only=True), HEART.files)
+    return zarr.open_array(store=store, mode="r", zarr_format=2)
 
 
 def load_heart(form: Literal["zarr", "numpy", "xarray"] = "numpy"):
@@ -227,6 +437,8 @@ def load_heart(form: Literal["zarr", "numpy", "xarray"] = "numpy"):
     >>> float(heart.x[1] - heart.x[0])
     1272.96
     """
+    if not isinstance(form, str) or form not in ("zarr", "numpy", "xarray"):
+        raise ValueError(f"Unknown form {form!r}; use 'zarr', 'numpy' or 'xarray'.")
     if form == "zarr":
         return open_heart()
     if form == "numpy":

@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import numbers
 import statistics
 import threading
 import time
@@ -303,12 +304,19 @@ class Timing:
 
     @property
     def seconds(self) -> float:
+        if not self.runs:
+            raise ValueError("This timing has no runs; it needs at least one (time_it(repeat=1)).")
         return statistics.median(self.runs)
 
     @property
     def mb_per_s(self) -> float:
         if not self.nbytes:
             raise ValueError("This timing has no byte count; pass nbytes= to time_it.")
+        if self.seconds <= 0:
+            raise ValueError(
+                f"The median run took {self.seconds} s, too short to give a throughput: "
+                "time more work per call (a bigger array, or a loop inside func)."
+            )
         return self.nbytes / self.seconds / 1e6
 
     def __str__(self) -> str:
@@ -335,8 +343,27 @@ def time_it(
     >>> len(t.runs), t.seconds > 0, t.mb_per_s > 0
     (3, True, True)
     """
+    if not callable(func):
+        raise TypeError(
+            f"func must be a callable that takes no arguments, e.g. lambda: arr[:]; got {func!r}."
+        )
+    if setup is not None and not callable(setup):
+        raise TypeError(f"setup must be a callable that takes no arguments, or None; got {setup!r}.")
+    if isinstance(repeat, bool) or not isinstance(repeat, numbers.Integral):
+        raise TypeError(f"repeat must be an integer of at least 1, e.g. 5; got {repeat!r}.")
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1; got {repeat}.")
+    if nbytes is not None:
+        if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral):
+            raise TypeError(
+                f"nbytes must be the number of bytes each call moves (an int, e.g. arr.nbytes) "
+                f"or None; got {nbytes!r}."
+            )
+        if nbytes < 0:
+            raise ValueError(f"nbytes must be the number of bytes each call moves (>= 0); got {nbytes}.")
+        nbytes = int(nbytes)
+    if not isinstance(warmup, bool):
+        raise TypeError(f"warmup must be True or False; got {warmup!r}.")
     if warmup:
         if setup:
             setup()

@@ -18,6 +18,7 @@ Example
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Sequence
 
 import numpy as np
@@ -40,7 +41,8 @@ def _check_volume(volume: Any) -> tuple[str, ...]:
     shape = getattr(volume, "shape", None)
     if shape is None:
         raise TypeError(
-            f"Expected a numpy, zarr, dask or xarray array, got {type(volume).__name__}."
+            f"Expected a numpy, zarr, dask or xarray array, got {type(volume).__name__}"
+            + (" (wrap it with np.asarray(...) first)." if isinstance(volume, (list, tuple)) else ".")
         )
     if len(shape) != 3:
         raise ValueError(
@@ -48,6 +50,40 @@ def _check_volume(volume: Any) -> tuple[str, ...]:
             "Select one channel and time point first, e.g. image[0]."
         )
     return _dims(volume)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_index(index: Any, n: int, dim: str) -> int:
+    """``index`` along an axis of size ``n`` (negative counts from the end), as 0..n-1."""
+    if not _is_int(index):
+        raise TypeError(f"index must be an integer slice number along {dim!r}, 0..{n - 1}; got {index!r}.")
+    index = int(index)
+    if not -n <= index < n:
+        raise ValueError(f"index {index} is outside axis {dim!r} of size {n}; use 0..{n - 1}.")
+    return index % n
+
+
+def _check_display(cmap: Any, vmin: Any, vmax: Any) -> None:
+    for name, value in (("vmin", vmin), ("vmax", vmax)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise TypeError(f"{name} must be a number or None (automatic); got {value!r}.")
+    if vmin is not None and vmax is not None and vmin > vmax:
+        raise ValueError(f"vmin ({vmin}) must not be above vmax ({vmax}); swap them.")
+    if cmap is None or cmap == "labels":
+        return
+    from matplotlib import colormaps
+    from matplotlib.colors import Colormap
+
+    if isinstance(cmap, Colormap):
+        return
+    if not isinstance(cmap, str) or cmap not in colormaps:
+        raise ValueError(
+            f"Unknown colormap {cmap!r}; use a Matplotlib colormap name such as 'gray', "
+            "'viridis' or 'magma', or 'labels' for a label image."
+        )
 
 
 def _axis_index(axis: int | str, dims: Sequence[str]) -> int:
@@ -94,7 +130,19 @@ def label_colours(plane: np.ndarray) -> np.ndarray:
     """
     from matplotlib.colors import hsv_to_rgb
 
-    ids = np.asarray(plane).astype(np.uint64)
+    arr = np.asarray(plane) if plane is not None else None
+    if arr is None or arr.dtype.kind not in "iub":
+        raise TypeError(
+            "label_colours needs an integer label image (0 = background, 1, 2, ... = "
+            f"objects); got {type(plane).__name__}"
+            + (f" of dtype {arr.dtype}" if arr is not None else "")
+            + ". Convert with .astype(np.uint32) if the values are whole numbers."
+        )
+    if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        raise ValueError(
+            f"Label ids must not be negative (found {arr.min()}); 0 is the background."
+        )
+    ids = arr.astype(np.uint64)
     with np.errstate(over="ignore"):
         h = (ids * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
     hue = (h & np.uint64(0xFFFF)).astype(np.float64) / 0xFFFF
@@ -139,10 +187,10 @@ def show_slice(
     dims = _check_volume(volume)
     a = _axis_index(axis, dims)
     n = volume.shape[a]
-    index = n // 2 if index is None else int(index)
-    if not -n <= index < n:
-        raise ValueError(f"index {index} is outside axis {dims[a]!r} of size {n}; use 0..{n - 1}.")
-    index %= n
+    index = n // 2 if index is None else _check_index(index, n, dims[a])
+    _check_display(cmap, vmin, vmax)
+    if not isinstance(colorbar, bool):
+        raise TypeError(f"colorbar must be True or False; got {colorbar!r}.")
     sel = [slice(None)] * 3
     sel[a] = index
     plane = _values(volume, tuple(sel))
@@ -180,9 +228,32 @@ def orthoviews(
     3
     """
     dims = _check_volume(volume)
-    point = [s // 2 for s in volume.shape] if point is None else [int(p) for p in point]
-    if len(point) != 3 or any(not 0 <= p < s for p, s in zip(point, volume.shape)):
-        raise ValueError(f"point must be 3 indices inside shape {tuple(volume.shape)}; got {point}.")
+    if point is None:
+        point = [s // 2 for s in volume.shape]
+    else:
+        given = point
+        try:
+            point = list(point)
+        except TypeError:
+            point = None
+        if (
+            isinstance(given, str)
+            or point is None
+            or len(point) != 3
+            or not all(_is_int(p) for p in point)
+            or any(not 0 <= p < s for p, s in zip(point, volume.shape))
+        ):
+            raise ValueError(
+                f"point must be 3 indices inside shape {tuple(volume.shape)}, e.g. "
+                f"{tuple(s // 2 for s in volume.shape)}; got {given!r}."
+            )
+        point = [int(p) for p in point]
+    _check_display(cmap, vmin, vmax)
+    if fig is not None:
+        from matplotlib.figure import FigureBase
+
+        if not isinstance(fig, FigureBase):
+            raise TypeError(f"fig must be a matplotlib Figure (or None); got {type(fig).__name__}.")
     spacing = _spacing(volume, dims)
     if vmin is None or vmax is None:
         planes = [_values(volume, tuple(p if i == a else slice(None) for i, p in enumerate(point)))
@@ -228,12 +299,23 @@ def montage(
     a = _axis_index(axis, dims)
     size = volume.shape[a]
     if indices is None:
+        if not _is_int(n):
+            raise TypeError(f"n must be an integer number of slices, at least 1; got {n!r}.")
         if n < 1:
             raise ValueError(f"n must be at least 1; got {n}.")
         indices = np.unique(np.linspace(0, size - 1, min(n, size)).round().astype(int)).tolist()
+    else:
+        if isinstance(indices, str) or not all(_is_int(i) for i in indices):
+            raise TypeError(f"indices must be a list of integers, e.g. [0, 10, 20]; got {indices!r}.")
+        indices = [int(i) for i in indices]
+        if not indices:
+            raise ValueError("indices is empty; give at least one slice number, e.g. [0].")
     bad = [i for i in indices if not 0 <= i < size]
     if bad:
-        raise ValueError(f"indices {bad} are outside axis {dims[a]!r} of size {size}.")
+        raise ValueError(f"indices {bad} are outside axis {dims[a]!r} of size {size}; use 0..{size - 1}.")
+    if ncols is not None and (not _is_int(ncols) or ncols < 1):
+        raise ValueError(f"ncols must be an integer of at least 1, or None; got {ncols!r}.")
+    _check_display(cmap, vmin, vmax)
     tiles = [_values(volume, tuple(i if k == a else slice(None) for k in range(3))) for i in indices]
     ncols = ncols or int(np.ceil(np.sqrt(len(tiles))))
     nrows = int(np.ceil(len(tiles) / ncols))
@@ -254,11 +336,18 @@ def montage(
 
 def _boundaries(chunks: Any, size: int) -> list[int]:
     """Inner chunk boundaries along one axis: regular (an int) or explicit (dask sizes)."""
-    if isinstance(chunks, (int, np.integer)):
+    if _is_int(chunks):
         step = int(chunks)
         if step < 1:
             raise ValueError(f"chunk sizes must be positive; got {step}.")
         return list(range(step, size, step))
+    if isinstance(chunks, str) or not hasattr(chunks, "__iter__") or not all(
+        _is_int(c) for c in chunks
+    ):
+        raise ValueError(
+            "chunk sizes along an axis must be one integer (a regular grid, e.g. 64) or a "
+            f"sequence of integers (e.g. dask's (64, 64, 8)); got {chunks!r}."
+        )
     sizes = [int(c) for c in chunks]
     if sum(sizes) != size or min(sizes, default=0) < 1:
         raise ValueError(f"chunk sizes {sizes} must be positive and add up to {size}.")
@@ -299,16 +388,15 @@ def show_chunk_grid(
             raise ValueError(
                 "This array has no .chunks; pass chunks=, e.g. chunks=(64, 64, 64)."
             )
+    if isinstance(chunks, str) or not hasattr(chunks, "__iter__"):
+        raise ValueError(f"chunks needs one entry per axis (3), e.g. (64, 64, 64); got {chunks!r}.")
     chunks = tuple(chunks)
     if len(chunks) != 3:
-        raise ValueError(f"chunks needs one entry per axis (3); got {chunks!r}.")
+        raise ValueError(f"chunks needs one entry per axis (3), e.g. (64, 64, 64); got {chunks!r}.")
     a = _axis_index(axis, dims)
     bounds = [_boundaries(c, n) for c, n in zip(chunks, volume.shape)]
     n = volume.shape[a]
-    index = n // 2 if index is None else int(index)
-    if not -n <= index < n:
-        raise ValueError(f"index {index} is outside axis {dims[a]!r} of size {n}; use 0..{n - 1}.")
-    index %= n
+    index = n // 2 if index is None else _check_index(index, n, dims[a])
     which = sum(b <= index for b in bounds[a])
     label = " x ".join(
         str(c) if isinstance(c, (int, np.integer)) else "irregular" for c in chunks

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import functools
 import hashlib
 import http.server
@@ -176,3 +178,116 @@ def test_default_cache_is_outside_the_repository(monkeypatch):
     from tests.conftest import REPO
 
     assert REPO not in data._cache_dir().parents
+
+
+# ----------------------------------------------------------------- verified reads
+
+
+def test_reads_are_verified_after_opening(mirror, fresh_cache, monkeypatch):
+    """Issue 13 #6: a chunk deleted after opening read back as zeros, and 61 of 100
+    single-bit flips gave silently wrong values."""
+    from data_helpers.data import DataCorruptedError
+
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    heart = load_heart("zarr")
+    path = fetch("hoa_heart")
+    good = heart[...]
+    flipped = path / "0.1.1"
+    data_bytes = bytearray(flipped.read_bytes())
+    data_bytes[len(data_bytes) // 2] ^= 0x10  # one bit
+    flipped.write_bytes(bytes(data_bytes))
+    with pytest.raises(DataCorruptedError, match=r"0\.1\.1 .*SHA-256.*load_heart"):
+        heart[0:64, 64:128, 64:128]
+    np.testing.assert_array_equal(heart[64:, :64, :64], good[64:, :64, :64])  # others fine
+    (path / "1.0.0").unlink()
+    with pytest.raises(DataCorruptedError, match=r"1\.0\.0 is missing"):
+        heart[64:, :64, :64]
+    np.testing.assert_array_equal(load_heart("numpy"), good)  # reopening repairs both
+
+
+# ----------------------------------------------------------------- local failures
+
+
+def test_local_failures_are_not_reported_as_network_failures(
+    mirror, fresh_cache, tmp_path, monkeypatch
+):
+    """Issue 13 #7: disk full, a bad cache path and a folder in place of a cached file
+    were reported as network failures ("without internet, set ...MIRROR")."""
+    from data_helpers.data import CACHE_ENV, CacheError
+
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    # the cache path is a file
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv(CACHE_ENV, str(blocker / "cache"))
+    with pytest.raises(CacheError, match="problem on this computer, not the network") as err:
+        fetch()
+    assert "without internet" not in str(err.value).lower()
+    assert "a file stands where a folder should be" in str(err.value)
+    # a cached file replaced by a folder
+    monkeypatch.setenv(CACHE_ENV, str(fresh_cache))
+    path = fetch()
+    (path / "0.0.1").unlink()
+    (path / "0.0.1").mkdir()
+    with pytest.raises(CacheError, match=r"0\.0\.1.*a folder stands where a file should be"):
+        fetch()
+    (path / "0.0.1").rmdir()
+    # the disk fills up during the copy
+    (path / "0.0.2").unlink()
+
+    def disk_full(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(data.shutil, "copyfile", disk_full)
+    with pytest.raises(CacheError, match="disk is full") as err:
+        fetch()
+    assert err.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    monkeypatch.setenv(CACHE_ENV, str(fresh_cache))
+    assert fetch() == path and sha256(path / "0.0.2") == HEART.files["0.0.2"]
+
+
+_COPY_THEN_HANG = """
+import os, sys, time, types
+pkg = types.ModuleType("data_helpers"); pkg.__path__ = [sys.argv[1]]
+sys.modules["data_helpers"] = pkg
+from data_helpers import data
+
+def slow_copy(src, dst):
+    with open(src, "rb") as s, open(dst, "wb") as d:
+        d.write(s.read()[:1000]); d.flush()
+    print("copying", flush=True)
+    time.sleep(60)
+
+data.shutil.copyfile = slow_copy
+data.fetch()
+"""
+
+
+def test_kill_during_a_mirror_copy_leaves_nothing_trusted(mirror, fresh_cache, monkeypatch):
+    """Issue 13 #7: a kill -9 during a mirror copy left a partial temp file inside the
+    cached dataset for good."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    package = str(Path(data.__file__).parent)
+    proc = subprocess.Popen([sys.executable, "-c", _COPY_THEN_HANG, package],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "copying"
+    finally:
+        proc.kill()
+        proc.wait()
+    folder = fresh_cache / "hoa_heart.zarr"
+    temps = [p for p in folder.iterdir() if p.name not in HEART.files]
+    assert len(temps) == 1 and 0 < temps[0].stat().st_size <= 1000  # what kill -9 left
+    old = time.time() - data.STALE_TEMP_SECONDS - 1
+    os.utime(temps[0], (old, old))
+    path = fetch()
+    assert sorted(p.name for p in path.iterdir()) == sorted(HEART.files)
+    for name, digest in HEART.files.items():
+        assert sha256(path / name) == digest

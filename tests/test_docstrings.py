@@ -11,7 +11,7 @@ import pytest
 import data_helpers
 
 # Every module of the package (catalogue's examples need a server: its tests cover it).
-MODULES = sorted(m.name for m in pkgutil.iter_modules(data_helpers.__path__) if m.name not in {"catalogue"})
+MODULES = sorted(m.name for m in pkgutil.iter_modules(data_helpers.__path__) if m.name not in {"catalogue"} and not m.name.startswith("_"))
 
 
 @pytest.mark.parametrize("name", MODULES)
