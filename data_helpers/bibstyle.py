@@ -20,9 +20,10 @@ Example
 ... @misc{a, author = {Moore, Josh and Allan, Chris and Besson, S.}, year = {2021}, title = {T}}
 ... @misc{b, author = {{Zarr Developers}}, year = {2024}, title = {U}}
 ... @misc{c, author = {{Zarr Developers}}, year = {2024}, title = {V}}
+... @misc{d, author = {Abernathey, Ryan and others}, year = {2024}, title = {W}}
 ... ''', "bibtex")
 >>> list(AuthorYearLabels().format_labels(bib.entries.values()))
-['Moore et al., 2021', 'Zarr Developers, 2024a', 'Zarr Developers, 2024b']
+['Moore et al., 2021', 'Zarr Developers, 2024a', 'Zarr Developers, 2024b', 'Abernathey et al., 2024']
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def _authors(entry: Any) -> str:
     names = [_surname(p) for p in people]
     if not names:
         return entry.fields.get("organization", entry.key)
+    if names[-1] == "others":  # BibTeX's "and others"
+        return f"{names[0]} et al."
     if len(names) == 1:
         return names[0]
     if len(names) == 2:

@@ -7,6 +7,7 @@ Static checks of the configuration always run. The checks of built pages run whe
 from __future__ import annotations
 
 import inspect
+import re
 import struct
 from html.parser import HTMLParser
 from pathlib import Path
@@ -151,9 +152,16 @@ def test_built_figures_fit_the_column_at_their_saved_dpi():
             src = (page.parent / img["src"]).resolve()
             if src.suffix.lower() != ".png" or not src.exists():
                 continue
-            # A retina PNG carries its display width (half its pixels) in the width
-            # attribute; a plain PNG is shown one pixel per CSS px.
-            shown = int(float(img["width"])) if img.get("width") else _png_width(src)
+            # A retina PNG carries its display width (half its pixels), which myst-nb
+            # writes as an inline style (or a width attribute); a plain PNG is shown
+            # one pixel per CSS px.
+            style = re.search(r"width:\s*([0-9.]+)px", img.get("style") or "")
+            if style:
+                shown = int(float(style.group(1)))
+            elif img.get("width"):
+                shown = int(float(img["width"]))
+            else:
+                shown = _png_width(src)
             if shown > COLUMN_PX:
                 too_wide.append(f"{page.name}: {src.name[:12]}… {shown} px "
                                 f"({shown / 100:.1f} in at 100 dpi)")
