@@ -1,17 +1,23 @@
 """A Sphinx extension for the book: bibliography labels that match author–year citations.
 
-The book cites with ``bibtex_reference_style: author_year`` ("Moore et al. [2021]"),
-but pybtex's default ``alpha`` labels the reference list ``[MAB+21]`` or
-``[ZarrDevelopers16]``, which a reader cannot match to the citation. This registers a
-pybtex style ``authoryear``: the reference list is sorted by author and year, and each
-entry is labelled "Moore et al., 2021" (``a``/``b`` added when two entries collide).
+pybtex's default ``alpha`` style labels the reference list ``[MAB+21]`` or
+``[ZarrDevelopers16]``, which a reader cannot match to an author–year citation. This
+registers two styles:
 
-Enable it in ``_config.yml``::
+- ``authoryear`` (a pybtex formatting style): the reference list is sorted by author
+  and year, and each entry is labelled "Moore et al., 2021" (``a``/``b`` added when
+  two entries collide, as in "Earthmover PBC, 2025a");
+- ``authoryear_label`` (a sphinxcontrib-bibtex referencing style): ``{cite}`` prints
+  that same label, "[Moore et al., 2021]", several separated by "; ". So a citation
+  and its entry in the list read exactly alike, suffix included.
+
+Enable them in ``_config.yml``::
 
     sphinx:
       extra_extensions: [data_helpers.bibstyle]
       config:
         bibtex_default_style: authoryear
+        bibtex_reference_style: authoryear_label
 
 Example
 -------
@@ -31,11 +37,17 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Iterable, Iterator
 
+from dataclasses import dataclass, field
+
 from pybtex.plugin import register_plugin
 from pybtex.style.formatting.unsrt import Style as UnsrtStyle
 from pybtex.style.labels import BaseLabelStyle
+from pybtex.style.sorting.author_year_title import SortingStyle
+from sphinxcontrib.bibtex.plugin import register_plugin as register_bibtex_plugin
+from sphinxcontrib.bibtex.style.referencing import BracketStyle
+from sphinxcontrib.bibtex.style.referencing.label import LabelReferenceStyle
 
-__all__ = ["AuthorYearLabels", "AuthorYearStyle", "setup"]
+__all__ = ["AuthorYearLabels", "AuthorYearStyle", "AuthorYearLabelReferences", "setup"]
 
 
 def _surname(person: Any) -> str:
@@ -73,14 +85,38 @@ class AuthorYearLabels(BaseLabelStyle):
                 yield label
 
 
+class _SortByAuthorYear(SortingStyle):
+    """pybtex's author-year-title order, ignoring the braces of corporate authors
+    (``{{Zarr Developers}}`` would otherwise sort after every personal name)."""
+
+    def sorting_key(self, entry: Any) -> tuple:
+        author, year, title = super().sorting_key(entry)
+        return (author.replace("{", "").replace("}", "").lower(), year, title)
+
+
 class AuthorYearStyle(UnsrtStyle):
     """pybtex's ``unsrt`` entries, sorted by author and year, with author–year labels."""
 
     default_label_style = AuthorYearLabels
-    default_sorting_style = "author_year_title"
+    default_sorting_style = _SortByAuthorYear
+
+
+def _brackets() -> BracketStyle:
+    return BracketStyle(sep="; ")
+
+
+@dataclass
+class AuthorYearLabelReferences(LabelReferenceStyle):
+    """``{cite}`` prints the entry's author–year label; several are separated by "; "."""
+
+    bracket_parenthetical: BracketStyle = field(default_factory=_brackets)
+    bracket_textual: BracketStyle = field(default_factory=_brackets)
+    bracket_label: BracketStyle = field(default_factory=_brackets)
 
 
 def setup(app: Any) -> dict:
     """Sphinx entry point: register the ``authoryear`` style with pybtex."""
     register_plugin("pybtex.style.formatting", "authoryear", AuthorYearStyle, force=True)
+    register_bibtex_plugin("sphinxcontrib.bibtex.style.referencing", "authoryear_label",
+                           AuthorYearLabelReferences, force=True)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

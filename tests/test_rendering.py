@@ -55,7 +55,7 @@ def test_css_pads_output_table_cells_and_wraps_inline_code():
 def test_outputs_merge_streams_and_bibliography_labels_are_author_year():
     sphinx = _config()["sphinx"]
     assert sphinx["config"].get("nb_merge_streams") is True
-    assert sphinx["config"].get("bibtex_reference_style") == "author_year"
+    assert sphinx["config"].get("bibtex_reference_style") == "authoryear_label"
     assert sphinx["config"].get("bibtex_default_style") == "authoryear"
     assert "data_helpers.bibstyle" in sphinx.get("extra_extensions", [])
 
