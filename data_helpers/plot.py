@@ -1,9 +1,16 @@
-"""Plots of 3-D volumes: a slice along any axis, orthogonal views, montages.
+"""Plots of 3-D volumes: a slice along any axis, orthogonal views, montages; the book's figure style.
 
 Every function takes an optional Matplotlib ``Axes`` (or ``Figure``), returns
 the figure it drew on, and changes no global state: figures are created with
 :class:`matplotlib.figure.Figure`, not through ``pyplot``, and no rcParams are
 touched. In a notebook, end the cell with the returned figure to show it.
+
+Importing this module (``import data_helpers`` does) applies the book's figure
+style once, :func:`use_book_style`: figures default to the width of the book's
+text column (:data:`COLUMN_INCHES` at 100 dpi = 730 px, 750 px with the margin notebooks add), fonts stay legible at that
+width, and notebooks show figures as pixel-doubled ("retina") PNGs, so they are
+sharp on high-resolution screens and displayed at their drawn size. A figure drawn
+wider than :data:`COLUMN_INCHES` is shrunk by the browser and its text with it.
 
 Inputs may be numpy, zarr, dask or xarray arrays; an xarray ``DataArray``
 gives axis names, physical units and the aspect ratio.
@@ -26,6 +33,59 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 _DEFAULT_DIMS = ("z", "y", "x")
+
+#: The book's text column is ~757 CSS px wide; at ``figure.dpi`` 100 a figure up to
+#: this many inches wide is shown at its drawn size (tests/test_rendering.py checks it).
+COLUMN_INCHES = 7.3
+
+#: rcParams of the book's figures (a matplotlibrc in dict form).
+BOOK_STYLE: dict[str, Any] = {
+    "figure.figsize": (COLUMN_INCHES, 4.0),
+    "figure.dpi": 100,  # 1 inch = 100 CSS px in the rendered page
+    "savefig.dpi": 200,  # files saved with savefig are sharp on 2x screens
+    "font.size": 10,  # 10 pt at 100 dpi = 14 px
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,  # 12.5 px: the smallest text the book draws
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "figure.titlesize": 12,
+}
+
+
+def use_book_style() -> None:
+    """Apply :data:`BOOK_STYLE`, and in IPython show figures as retina PNGs.
+
+    Called once when this module is imported. A retina PNG has twice the pixels and
+    says so in its metadata, so notebooks and the book show it at the drawn size.
+
+    Example
+    -------
+    >>> import matplotlib
+    >>> use_book_style()
+    >>> tuple(matplotlib.rcParams["figure.figsize"])
+    (7.3, 4.0)
+    """
+    import sys
+
+    import matplotlib
+
+    matplotlib.rcParams.update(BOOK_STYLE)
+    if "IPython" not in sys.modules:
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):
+        return
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+        from matplotlib_inline.config import InlineBackend
+    except ImportError:  # pragma: no cover - matplotlib-inline comes with ipykernel
+        return
+    # Also as the inline backend's setting, which it re-applies when pyplot loads later.
+    InlineBackend.instance(parent=shell).figure_formats = {"retina"}
+    set_matplotlib_formats("retina")
 
 
 def _dims(volume: Any) -> tuple[str, ...]:
@@ -262,7 +322,7 @@ def orthoviews(
         hi = max(float(p.max()) for p in planes)
         vmin = lo if vmin is None else vmin
         vmax = hi if vmax is None else vmax
-    fig = Figure(figsize=(11, 4), layout="constrained") if fig is None else fig
+    fig = Figure(figsize=(COLUMN_INCHES, 3.0), layout="constrained") if fig is None else fig
     axes = fig.subplots(1, 3)
     for a, ax in enumerate(axes):
         show_slice(volume, a, point[a], ax=ax, cmap=cmap, vmin=vmin, vmax=vmax)
@@ -324,7 +384,7 @@ def montage(
     for k, tile in enumerate(tiles):
         r, c = divmod(k, ncols)
         canvas[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = tile
-    ax = _new_axes(ax, (8, 8 * canvas.shape[0] / canvas.shape[1] + 0.5))
+    ax = _new_axes(ax, (COLUMN_INCHES, COLUMN_INCHES * canvas.shape[0] / canvas.shape[1] + 0.5))
     ax.imshow(canvas, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     for k, i in enumerate(indices):
         r, c = divmod(k, ncols)
@@ -412,3 +472,6 @@ def show_chunk_grid(
     for b in bounds[cols]:
         ax.axvline(b - 0.5, color=color, lw=1)
     return fig
+
+
+use_book_style()
