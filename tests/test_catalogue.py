@@ -424,7 +424,8 @@ def test_docstring_examples_run():
 
 
 class SlowWrites(WrapperStore):
-    """Every chunk write takes ``delay`` seconds (a slow network)."""
+    """Every chunk write blocks for ``delay`` seconds (a slow network). It blocks zarr's
+    event loop on purpose, so writes are serial and an upload really takes long."""
 
     def __init__(self, store, delay=0.05):
         super().__init__(store)
@@ -434,16 +435,15 @@ class SlowWrites(WrapperStore):
         return type(self)(store, self.delay)
 
     async def set(self, key, value):
-        import asyncio
-
         if "/c/" in f"/{key}":
-            await asyncio.sleep(self.delay)
+            time.sleep(self.delay)
         await self._store.set(key, value)
 
 
 def test_concurrent_writers_wait_instead_of_failing(bucket, tmp_path, monkeypatch):
-    """Four writers whose uploads each take longer than the lock timeout all succeed:
-    no transaction is open while pixels travel (before: 'database is locked')."""
+    """Four writers whose uploads each take (16 x 50 ms) about the lock timeout all
+    succeed: no transaction is open while pixels travel. Before, the write lock was held
+    for the whole upload and 2 of 8 such uploads failed with 'database is locked'."""
     import threading
 
     real = Catalogue.zarr_store
@@ -459,8 +459,8 @@ def test_concurrent_writers_wait_instead_of_failing(bucket, tmp_path, monkeypatc
             with Catalogue(db, factory, lock_timeout=1.0, check=False) as c:
                 for k in range(2):
                     t0 = time.monotonic()
-                    c.upload(zyx(volume((8, 32, 32), seed=i)), name=f"w{i}-{k}",
-                             chunks=(1, 32, 32))  # 8 chunk writes x 50 ms
+                    c.upload(zyx(volume((16, 32, 32), seed=i)), name=f"w{i}-{k}",
+                             chunks=(1, 32, 32))  # 16 chunk writes x 50 ms
                     done.append(time.monotonic() - t0)
         except Exception as err:  # noqa: BLE001
             errors.append(repr(err))
@@ -551,7 +551,8 @@ def test_ctrl_c_during_an_upload_is_quiet_and_leaves_nothing(tmp_path):
 
     proc = _start_upload(tmp_path)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
+    assert "finished" not in out, "the interrupt must land during the upload"
     assert "KeyboardInterrupt" in err
     assert "Task was destroyed" not in err and "never retrieved" not in err
     assert len(err.splitlines()) < 60, err[-3000:]
@@ -571,7 +572,7 @@ def test_delete_with_the_object_store_down_keeps_the_row_and_says_what_is_left(
             return S3Store("bucket", endpoint="http://127.0.0.1:9", access_key_id="k",
                            secret_access_key="s", region="us-east-1",
                            client_options={"allow_http": True, "timeout": "2s"},
-                           retry_config={"max_retries": 0, "backoff": {}, "retry_timeout": "1s"})
+                           retry_config={"max_retries": 0})
         return bucket(f"{root}/{prefix}" if prefix else root)
 
     with Catalogue(tmp_path / "c.sqlite", factory) as c:
