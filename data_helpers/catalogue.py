@@ -575,9 +575,18 @@ def _run(coro: Any) -> Any:
 
 
 def _slabs(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int,
-           budget: int) -> Iterator[tuple[slice, ...]]:
-    """Chunk-aligned regions covering ``shape``, each at most about ``budget`` bytes."""
+           budget: int, start: Sequence[int] | None = None) -> Iterator[tuple[slice, ...]]:
+    """Chunk-aligned regions covering ``shape``, each at most about ``budget`` bytes.
+
+    ``start`` (e.g. the source's dask chunk shape) is the smallest region worth reading
+    at once; it is rounded up to whole chunks and used if it fits in the budget, so a
+    lazy source's chunks are computed once, not once per zarr chunk.
+    """
     slab = list(chunks)
+    if start is not None:
+        wanted = [min(n, -(-s // c) * c) for s, c, n in zip(start, chunks, shape)]
+        if math.prod(wanted) * itemsize <= budget:
+            slab = wanted
     for ax in reversed(range(len(shape))):
         while slab[ax] < shape[ax]:
             grown = slab.copy()
@@ -1189,7 +1198,8 @@ class Catalogue:
 
         source = image.data
         level0 = create("0", tuple(image.shape), dtype)
-        for region in _slabs(level0.shape, level0.chunks, dtype.itemsize, slab_bytes):
+        start = [max(c) for c in source.chunks] if hasattr(source, "dask") else None
+        for region in _slabs(level0.shape, level0.chunks, dtype.itemsize, slab_bytes, start):
             block = np.asarray(source[region])
             if block.size:
                 axes = tuple(i for i in range(block.ndim) if i != c_axis)
