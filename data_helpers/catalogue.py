@@ -1146,8 +1146,13 @@ class Catalogue:
                                      f"{d}={size[d]}: they must match.")
             missing = [d for d in dims if d not in lab_dims]
             lab = lab.expand_dims(missing).transpose(*dims)  # c (and any other) of size 1
-            n = int(np.unique(np.asarray(lab.data[lab.data != 0]) if not hasattr(
-                lab.data, "dask") else lab.data[lab.data != 0].compute()).size)
+            if hasattr(lab.data, "dask"):  # distinct values chunk by chunk, never all voxels
+                import dask.array as da
+
+                values = da.unique(lab.data).compute()
+            else:
+                values = np.unique(np.asarray(lab.data))
+            n = int(np.count_nonzero(values))
             out[key] = (lab, n)
         return out
 

@@ -828,3 +828,13 @@ def test_big_lazy_upload_streams_in_bounded_memory(cat):
     assert all(b - a <= 4 << 20 for (a, _), (b, _) in zip([(0, 0)] + seen, seen))
     np.testing.assert_array_equal(rec.data[1, 20, 100:110, 300:310].compute(),
                                   image[1, 20, 100:110, 300:310].compute())
+
+
+def test_lazy_labels_are_counted_and_stored(cat):
+    lab = np.zeros((4, 32, 32), "uint16")
+    lab[:, 2:10, 2:10] = 3
+    lab[1:3, 20:30, 5:25] = 7
+    rec = cat.upload(zyx(volume((4, 32, 32))), name="lazy labels",
+                     labels={"cells": zyx(da.from_array(lab, chunks=(2, 16, 16)))})
+    assert cat.snapshot()["labels"].values.tolist() == [["lazy labels", "cells", 2]]
+    np.testing.assert_array_equal(rec.label_image("cells").compute(), lab)
