@@ -800,7 +800,7 @@ class Catalogue:
         # runs in an explicit BEGIN IMMEDIATE ... COMMIT (see _write). WAL lets readers
         # read while a writer writes.
         self.connection = sqlite3.connect(self.database, autocommit=True,
-                                          timeout=min(self.lock_timeout, 1.0))
+                                          timeout=min(self.lock_timeout, 0.1))
         self._retry(lambda: self.connection.execute("PRAGMA journal_mode = WAL"))
         self.connection.execute("PRAGMA foreign_keys = ON")
         self._retry(lambda: self.connection.executescript(SCHEMA))
