@@ -276,3 +276,96 @@ def test_s3_repository_survives_its_server_and_nothing_is_left_running(tmp_path)
         np.testing.assert_array_equal(back[:], data)
         pid = server.pid
     assert not _alive(pid)
+
+
+# ----------------------------------------------------------------- the chapter's new sections
+
+
+def test_forks_merged_give_one_commit_with_every_workers_chunks(tmp_path):
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "r")))
+    with repo.transaction("main", message="empty") as store:
+        zarr.create_array(store, name="a", shape=(4, 64, 64), chunks=(4, 32, 32),
+                          dtype="int32", fill_value=-1)
+    coordinator = repo.writable_session("main")
+
+    def work(fork, task):
+        y, x = divmod(task, 2)
+        zarr.open_array(fork.store, path="a", mode="r+")[
+            :, 32 * y:32 * y + 32, 32 * x:32 * x + 32] = task
+        return fork
+
+    forks = [pickle.loads(pickle.dumps(coordinator.fork())) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        coordinator.merge(*pool.map(work, forks, range(4)))
+    coordinator.commit("job")
+    assert [s.message for s in repo.ancestry(branch="main")][:2] == ["job", "empty"]
+    a = zarr.open_array(repo.readonly_session(branch="main").store, path="a")[:]
+    expected = np.block([[np.zeros((4, 32, 32)), np.ones((4, 32, 32))],
+                         [np.full((4, 32, 32), 2), np.full((4, 32, 32), 3)]])
+    np.testing.assert_array_equal(a, expected)
+
+
+def test_transaction_commits_on_exit_and_not_on_error_and_amend_replaces_the_tip(tmp_path):
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "r")))
+    with repo.transaction("main", message="one") as store:
+        zarr.create_group(store, attributes={"n": 1})
+    with pytest.raises(RuntimeError), repo.transaction("main", message="two") as store:
+        zarr.open_group(store, mode="r+").attrs["n"] = 2
+        raise RuntimeError("abandon")
+    assert [s.message for s in repo.ancestry(branch="main")] == ["one", "Repository initialized"]
+    session = repo.writable_session("main")
+    zarr.open_group(session.store, mode="r+").attrs["n"] = 3
+    session.amend("one, amended")
+    assert [s.message for s in repo.ancestry(branch="main")] == [
+        "one, amended", "Repository initialized"]
+    g = zarr.open_group(repo.readonly_session(branch="main").store, mode="r")
+    assert g.attrs["n"] == 3
+
+
+def test_ome_zarr_in_a_repository_validates_and_publishes_byte_exact(tmp_path):
+    import datetime
+
+    import tensorstore as ts
+    from ome_zarr_models.v05.image import Image
+
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "r")))
+    data = np.arange(2 * 4 * 32 * 32, dtype="uint16").reshape(2, 4, 32, 32)
+    axes = [{"name": "c", "type": "channel"}] + [
+        {"name": d, "type": "space", "unit": "micrometer"} for d in "zyx"]
+    ms = {"axes": axes, "datasets": [{"path": "0", "coordinateTransformations": [
+        {"type": "scale", "scale": [1, 1, 1, 1]}]}]}
+    with repo.transaction("main", message="image") as store:
+        g = zarr.create_group(store, attributes={"ome": {"version": "0.5",
+                                                         "multiscales": [ms]}})
+        g.create_array("0", data=data, chunks=(1, 4, 16, 16),
+                       dimension_names=("c", "z", "y", "x"))
+    ro = repo.readonly_session(branch="main")
+    Image.from_zarr(zarr.open_group(ro.store, mode="r"))
+    with pytest.raises(zarr.errors.GroupNotFoundError):
+        zarr.open_group(str(tmp_path / "r"), mode="r")
+
+    async def copy(src, dst):
+        proto = zarr.core.buffer.default_buffer_prototype()
+        async for k in src.list():
+            await dst.set(k, await src.get(k, prototype=proto))
+
+    zarr.core.sync.sync(copy(ro.store, zarr.storage.LocalStore(tmp_path / "pub.ome.zarr")))
+    Image.from_zarr(zarr.open_group(tmp_path / "pub.ome.zarr", mode="r"))
+    arr = ts.open({"driver": "zarr3", "kvstore": {"driver": "file",
+                                                  "path": str(tmp_path / "pub.ome.zarr/0")}})
+    np.testing.assert_array_equal(arr.result().read().result(), data)
+    # rewrite twice, expire and collect: bytes go down, the tip still reads
+    for k in (2, 3):
+        with repo.transaction("main", message=f"x{k}") as store:
+            zarr.open_array(store, path="0", mode="r+")[:] = data // k
+    size = lambda: sum(p.stat().st_size for p in (tmp_path / "r").rglob("*") if p.is_file())  # noqa: E731
+    before = size()
+    now = datetime.datetime.now(datetime.UTC)
+    assert len(repo.expire_snapshots(now)) >= 2
+    summary = repo.garbage_collect(now)
+    assert summary.bytes_deleted > 0 and size() < before
+    tip = zarr.open_array(repo.readonly_session(branch="main").store, path="0")[:]
+    np.testing.assert_array_equal(tip, data // 3)
