@@ -31,7 +31,7 @@ $(UV):
 # Exactly the versions in uv.lock (every package of the tree), all extras.
 $(STAMP): pyproject.toml uv.lock | $(UV)
 	@test -n "$(BASE_PY)" || { echo "Python $(PYTHON) was not found: install it (e.g. 'pyenv install $(PYTHON)') and re-run." >&2; exit 1; }
-	$(UV) sync --frozen --all-extras --python "$(BASE_PY)" --quiet
+	$(UV) sync --frozen --all-extras --compile-bytecode --python "$(BASE_PY)" --quiet
 	@touch $(STAMP)
 
 book: $(STAMP)

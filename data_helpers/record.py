@@ -40,19 +40,35 @@ def record(**values: object) -> None:
     """
     if not values:
         raise TypeError("record() needs at least one name=value pair, e.g. record(speed=12.5)")
-    try:
-        from myst_nb import glue
-    except ImportError:  # a reader's environment without myst-nb: printing is enough
-        glue = None
     for name, value in values.items():
         if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
             value = value.item()  # numpy scalar -> Python scalar
         if not isinstance(value, (str, numbers.Number)):
             raise TypeError(f"record({name}=...): got {type(value).__name__}; pass a number or a string")
-        if glue is not None:
-            glue(name, value, display=False)
+        _glue(name, value)
     if os.environ.get(BUILD_ENV) != "1":
         print("\n".join(f"{name} = {format_value(v)}" for name, v in values.items()))
+
+
+#: The MIME prefix of myst-nb's glue protocol (``myst_nb.ext.glue.GLUE_PREFIX``).
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def _glue(name: str, value: object) -> None:
+    """What ``myst_nb.glue(name, value, display=False)`` emits, without importing myst-nb
+    (and Sphinx with it, seconds per chapter): a hidden display output that myst-nb reads
+    back by name when it renders the executed notebook."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.formatters import format_display_data
+        from IPython.display import display
+    except ImportError:
+        return
+    if get_ipython() is None:  # plain Python: nothing to glue into
+        return
+    bundle, metadata = format_display_data(value)
+    metadata["scrapbook"] = {"name": name, "mime_prefix": GLUE_PREFIX}
+    display({GLUE_PREFIX + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
 
 
 def glue(name: str, value: object, display: bool = False) -> None:
