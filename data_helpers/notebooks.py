@@ -37,7 +37,7 @@ CHAPTER_EXTRAS: dict[str, list[str]] = {
     "chunking": [],
     "compression": [],
     "stores": ["s3", "virtual"],
-    "content_addressed": ["ome", "ipfs"],
+    "content_addressed": ["ome", "ipfs", "icechunk"],
     "ome_zarr": ["ome"],
     "pyramids": ["msi"],
     "remote_ome_zarr": ["ome", "s3"],
