@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["data", "files", "measure", "phantom", "plot", "servers"]
+MODULES = ["data", "engines", "files", "latency", "measure", "phantom", "plot", "servers"]
 
 
 @pytest.mark.parametrize("name", MODULES)
