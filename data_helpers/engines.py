@@ -432,13 +432,24 @@ def ties(values: "Any", *, tolerance: float) -> list[str]:
 
 
 def fit_chunk_overhead(n_chunks: Sequence[int], seconds: Sequence[float], nbytes: int) -> tuple[float, float]:
-    """Fit ``seconds = n_chunks * overhead + nbytes / speed``; return ``(overhead s, speed MB/s)``.
+    """The fixed cost per chunk and the speed without it, from a sweep of chunk sizes.
+
+    ``speed`` (MB/s) is the best the array went at any chunk size; ``overhead``
+    (seconds per chunk) is what the run with the most chunks took beyond moving
+    its bytes at that speed, divided by its number of chunks (0 if nothing is
+    left). Two points instead of a least-squares line: a fit through a few noisy
+    timings on a shared machine can come out negative.
 
     Example
     -------
-    >>> fit_chunk_overhead([1, 10, 100], [0.101, 0.11, 0.2], 10**8)
+    >>> fit_chunk_overhead([1, 10, 100], [0.1, 0.11, 0.2], 10**8)
     (0.001, 1000.0)
     """
-    a = np.column_stack([np.asarray(n_chunks, float), np.ones(len(n_chunks))])
-    (overhead, base), *_ = np.linalg.lstsq(a, np.asarray(seconds, float), rcond=None)
-    return round(float(overhead), 9), round(nbytes / float(base) / 1e6, 6)
+    n = np.asarray(n_chunks, float)
+    t = np.asarray(seconds, float)
+    if len(n) != len(t) or len(n) < 2:
+        raise ValueError("Pass at least two chunk counts and as many timings.")
+    speed = nbytes / t.min()
+    i = int(n.argmax())
+    overhead = max(0.0, (t[i] - nbytes / speed) / n[i])
+    return round(float(overhead), 9), round(float(speed) / 1e6, 6)

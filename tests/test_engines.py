@@ -79,8 +79,12 @@ def test_ties_and_fit():
     assert en.ties(pd.Series({"a": 10.0, "b": 9.5, "c": 5.0}), tolerance=0.1) == ["a", "b"]
     with pytest.raises(ValueError, match="fraction"):
         en.ties(pd.Series({"a": 1.0}), tolerance=1.5)
-    overhead, speed = en.fit_chunk_overhead([1, 4, 16], [0.011, 0.014, 0.026], 10**7)
+    overhead, speed = en.fit_chunk_overhead([1, 4, 16], [0.010, 0.014, 0.026], 10**7)
     assert overhead == pytest.approx(0.001) and speed == pytest.approx(1000)
+    # noise that makes the many-chunk run fastest gives no overhead, not a negative one
+    assert en.fit_chunk_overhead([1, 16], [0.02, 0.01], 10**7)[0] == 0
+    with pytest.raises(ValueError, match="at least two"):
+        en.fit_chunk_overhead([1], [0.1], 10)
 
 
 def test_thread_pool_knob(tmp_path, data):
