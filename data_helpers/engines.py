@@ -157,7 +157,15 @@ def reader(engine: str, path: str | os.PathLike) -> Callable[[], np.ndarray]:
     return lambda: za[...].to_numpy()
 
 
-def _timed(func: Callable[[], Any]) -> tuple[float, Any]:
+def timed(func: Callable[[], Any]) -> tuple[float, Any]:
+    """Call ``func`` once; return ``(seconds, its result)``.
+
+    Example
+    -------
+    >>> seconds, value = timed(lambda: 6 * 7)
+    >>> value, seconds >= 0
+    (42, True)
+    """
     start = time.perf_counter()
     out = func()
     return time.perf_counter() - start, out
@@ -203,11 +211,11 @@ def compare_engines(
             path = root / f"{layout}.zarr"
             create(path, data, chunks=chunks, shards=layouts[layout])
             write = writer(e, path)
-            seconds, _ = _timed(lambda: write(expected))
+            seconds, _ = timed(lambda: write(expected))
             rows.append((layout, e, "write", r, seconds, e, True))
             other = engines[(engines.index(e) + 1) % len(engines)]
             read = reader(other, path)
-            seconds, out = _timed(read)
+            seconds, out = timed(read)
             out = np.asarray(out)
             equal = out.dtype == expected.dtype and out.shape == expected.shape and (
                 out.tobytes() == expected.tobytes()
@@ -264,7 +272,7 @@ def best_seconds(
     for _ in range(repeat):
         if setup:
             setup()
-        seconds, _ = _timed(func)
+        seconds, _ = timed(func)
         times.append(seconds)
     return min(times)
 
