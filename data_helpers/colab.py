@@ -34,6 +34,9 @@ DIST = "zarr-bioimaging-book"
 SOURCE_ENV = "ZARR_BOOK_SOURCE"
 #: Installed without dependencies: its caps are overridden by the book (see pyproject.toml).
 NO_DEPS = {"msi": ["multiscale-spatial-image==2.1.0"]}
+#: pip cannot override a dependency's caps, so an extra in NO_DEPS is installed as the
+#: extra that holds everything it needs except the capped package itself.
+PIP_EXTRA = {"msi": "pyramids"}
 #: pip lines worth showing (the rest is "Requirement already satisfied" noise).
 _SHOW = ("Collecting", "Downloading", "Installing", "Successfully", "ERROR", "error",
          "WARNING", "  Attempting uninstall", "pip's dependency resolver", "Building")
@@ -111,7 +114,7 @@ def install(source: str, extras: list[str] | tuple[str, ...] = ()) -> None:
     if unknown:
         raise ValueError(f"unknown extras {unknown}; the book defines {sorted(_known_extras())}")
     before = loaded_distributions()
-    _run_pip([pip_requirement(source, extras)])
+    _run_pip([pip_requirement(source, [PIP_EXTRA.get(e, e) for e in extras])])
     for extra in extras:
         if extra in NO_DEPS:
             _run_pip(["--no-deps", *NO_DEPS[extra]])

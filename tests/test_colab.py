@@ -26,7 +26,7 @@ def test_no_restart_when_nothing_imported_changed(monkeypatch, capsys):
     monkeypatch.setattr(colab, "_version", lambda d: versions[d])
     colab.install("/tmp/book.whl", extras=["msi"])
     # msi comes without its caps: a second, --no-deps install
-    assert calls == [["/tmp/book.whl[msi]"], ["--no-deps", "multiscale-spatial-image==2.1.0"]]
+    assert calls == [["/tmp/book.whl[pyramids]"], ["--no-deps", "multiscale-spatial-image==2.1.0"]]
     assert "Ready" in capsys.readouterr().out
 
 
