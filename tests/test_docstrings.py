@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["data", "files", "measure", "phantom", "plot", "servers"]
+MODULES = ["data", "files", "measure", "phantom", "plot", "pyramid", "servers"]
 
 
 @pytest.mark.parametrize("name", MODULES)
