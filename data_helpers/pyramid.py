@@ -18,7 +18,8 @@ Rules the recipe follows (chapter "Big data"):
 
 The chunk I/O goes through one of two engines: ``"tensorstore"`` (the default,
 fast: its C++ codec pipeline compresses on every core) or ``"zarr"``
-(zarr-python). Both write byte-identical arrays from the same metadata.
+(zarr-python). Both write the same compressed chunks from the same metadata
+(only the order of the chunks inside a shard may differ).
 
 Example
 -------
