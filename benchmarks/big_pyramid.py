@@ -190,6 +190,7 @@ def run_msi(volume, out: Path, shards: bool) -> None:
 
 
 def run_dask_zarr(volume, out: Path, shards: bool) -> None:
+    import dask
     import dask.array as da
     import zarr
 
@@ -210,7 +211,11 @@ def run_dask_zarr(volume, out: Path, shards: bool) -> None:
         target = group.create_array(str(k), shape=shape, dtype="uint16", chunks=(CHUNK,) * 3,
                                     shards=level_shards, compressors=[codec()],
                                     dimension_names=("z", "y", "x"))
-        da.to_zarr(source, target)  # an existing array: dask rechunks to whole shards
+        # an existing array: dask rechunks to whole shards, but only if a shard fits in
+        # its array.chunk-size (default 128 MiB); otherwise it only warns and loses data
+        shard_bytes = int(np.prod(level_shards or (CHUNK,) * 3)) * 2
+        with dask.config.set({"array.chunk-size": max(shard_bytes, 128 * 2**20)}):
+            da.to_zarr(source, target)
 
 
 TOOLS = {
