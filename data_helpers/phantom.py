@@ -59,11 +59,25 @@ def _uniform(keys: np.ndarray, stream: int, seed: int) -> np.ndarray:
     return ((h >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
 
 
+def _as_int(value: object, what: str, example: str) -> int:
+    """``value`` as an int, or a ValueError that names ``what`` and a working ``example``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float, np.floating)):
+        raise ValueError(f"{what}: expected whole numbers, e.g. {example}; got {value!r}.")
+    if not math.isfinite(value) or not float(value).is_integer():
+        raise ValueError(f"{what}: expected whole numbers, e.g. {example}; got {value!r}.")
+    return int(value)
+
+
 def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < 1:
+    example = "(64, 256, 256)"
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 3:
         raise ValueError(
-            f"shape must be three positive sizes (z, y, x), e.g. (64, 256, 256); got {shape}."
+            f"shape must be three positive sizes (z, y, x), e.g. {example}; got {shape!r}."
+        )
+    shape = tuple(_as_int(s, "shape", example) for s in shape)
+    if min(shape) < 1:
+        raise ValueError(
+            f"shape must be three positive sizes (z, y, x), e.g. {example}; got {shape}."
         )
     if max(shape) >= 1 << 21:
         raise ValueError(f"each size must be below {1 << 21}; got {shape}.")
@@ -71,14 +85,35 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
 
 
 def _check_chunks(chunks: int | Sequence[int], shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    if isinstance(chunks, int):
+    example = "(32, 128, 128)"
+    message = f"chunks must be one positive int or three (z, y, x), e.g. {example}; got {chunks!r}."
+    if isinstance(chunks, (int, np.integer)) and not isinstance(chunks, (bool, np.bool_)):
         chunks = (chunks,) * 3
-    chunks = tuple(int(c) for c in chunks)
-    if len(chunks) != 3 or min(chunks) < 1:
-        raise ValueError(
-            f"chunks must be one positive int or three (z, y, x), e.g. (32, 128, 128); got {chunks}."
-        )
+    if isinstance(chunks, (str, bytes)) or not hasattr(chunks, "__len__") or len(chunks) != 3:
+        raise ValueError(message)
+    chunks = tuple(_as_int(c, "chunks", example) for c in chunks)
+    if min(chunks) < 1:
+        raise ValueError(message)
     return tuple(min(c, s) for c, s in zip(chunks, shape))  # type: ignore[return-value]
+
+
+BYTES_PER_VOXEL = 2 * len(CHANNELS) + 4
+"""Memory an eager phantom needs per voxel: the uint16 image channels plus uint32 labels."""
+
+
+def _check_fits_in_memory(shape: tuple[int, int, int]) -> None:
+    """Refuse, before allocating, an eager phantom larger than the memory available now."""
+    import psutil
+
+    need = math.prod(shape) * BYTES_PER_VOXEL
+    available = psutil.virtual_memory().available
+    if need > available:
+        raise MemoryError(
+            f"make_phantom{shape} computed now needs {need / 2**30:.1f} GiB, but only "
+            f"{available / 2**30:.1f} GiB of memory is available. Pass chunks=, e.g. "
+            f"make_phantom({shape}, chunks=(64, 256, 256)), to get lazy dask arrays "
+            "and compute or store them block by block."
+        )
 
 
 class _Cells:
@@ -415,9 +450,12 @@ def make_phantom(
     seed
         Different seeds give different (but reproducible) cells and noise.
     chunks
-        ``None`` computes numpy arrays now. An int or ``(z, y, x)`` returns lazy
-        dask arrays built chunk by chunk: image chunks ``(2, cz, cy, cx)``,
-        labels ``(cz, cy, cx)``. The values never depend on the chunking.
+        ``None`` computes numpy arrays now (refused with a ``MemoryError`` that
+        suggests ``chunks=`` if they would not fit in the memory available). An
+        int or ``(z, y, x)`` returns lazy dask arrays built chunk by chunk: image
+        chunks ``(2, cz, cy, cx)``, labels ``(cz, cy, cx)``. Building them is
+        instant whatever the size (a 1 TiB phantom is a graph of one layer); the
+        values never depend on the chunking.
     spacing
         Mean distance between cell centres, in voxels.
 
@@ -433,40 +471,64 @@ def make_phantom(
     >>> img, lab = make_phantom((16, 64, 64))
     >>> int(lab.max()) > 0, int(img.min()) >= 0
     (True, True)
+    >>> huge, _ = make_phantom((4096, 8192, 8192), chunks=256)  # 1 TiB, lazy
+    >>> huge.nbytes // 2**40, huge.numblocks
+    (1, (1, 16, 32, 32))
     """
     shape = _check_shape(shape)
-    if not spacing >= 4:
-        raise ValueError(f"spacing must be at least 4 voxels, e.g. 18.0; got {spacing}.")
-    seed = int(seed)
+    if (
+        isinstance(spacing, (bool, np.bool_))
+        or not isinstance(spacing, (int, float, np.integer, np.floating))
+        or not 4 <= spacing < 1 << 20
+    ):
+        raise ValueError(f"spacing must be a number of voxels >= 4, e.g. 18.0; got {spacing!r}.")
+    spacing = float(spacing)
+    seed = _as_int(seed, "seed", "seed=0")
     if not 0 <= seed < 2**20:
-        raise ValueError(f"seed must be an int in [0, 2**20); got {seed}.")
+        raise ValueError(f"seed must be an int in [0, 2**20), e.g. seed=0; got {seed}.")
     if chunks is None:
+        _check_fits_in_memory(shape)
         return _render((0, 0, 0), shape, spacing, seed)
-
-    import dask.array as da
-
     chunks = _check_chunks(chunks, shape)
-
-    def image_block(block_info=None):
-        loc = block_info[None]["array-location"][1:]
-        return _image_block([a for a, _ in loc], [b for _, b in loc], spacing, seed)
-
-    def labels_block(block_info=None):
-        loc = block_info[None]["array-location"]
-        return _labels_block([a for a, _ in loc], [b for _, b in loc], spacing, seed)
-
-    image = da.map_blocks(
-        image_block,
-        chunks=da.core.normalize_chunks((len(CHANNELS),) + chunks, (len(CHANNELS),) + shape),
-        dtype=np.uint16,
-        name=f"phantom-image-{seed}-{spacing}-{'x'.join(map(str, shape))}-{'x'.join(map(str, chunks))}",
-        meta=np.empty((0, 0, 0, 0), np.uint16),
+    token = f"{seed}-{spacing}-{'x'.join(map(str, shape))}-{'x'.join(map(str, chunks))}"
+    image = _lazy(
+        _image_from_slices, (len(CHANNELS),) + shape, (len(CHANNELS),) + chunks,
+        np.uint16, f"phantom-image-{token}", spacing, seed,
     )
-    labels = da.map_blocks(
-        labels_block,
-        chunks=da.core.normalize_chunks(chunks, shape),
-        dtype=np.uint32,
-        name=f"phantom-labels-{seed}-{spacing}-{'x'.join(map(str, shape))}-{'x'.join(map(str, chunks))}",
-        meta=np.empty((0, 0, 0), np.uint32),
+    labels = _lazy(
+        _labels_from_slices, shape, chunks, np.uint32, f"phantom-labels-{token}", spacing, seed
     )
     return image, labels
+
+
+def _image_from_slices(slices: tuple[slice, ...], spacing: float, seed: int) -> np.ndarray:
+    """One image block, from its slices ``(channel, z, y, x)`` into the whole image."""
+    return _image_block([s.start for s in slices[1:]], [s.stop for s in slices[1:]], spacing, seed)
+
+
+def _labels_from_slices(slices: tuple[slice, ...], spacing: float, seed: int) -> np.ndarray:
+    """One labels block, from its slices ``(z, y, x)`` into the whole volume."""
+    return _labels_block([s.start for s in slices], [s.stop for s in slices], spacing, seed)
+
+
+def _lazy(func, shape, chunks, dtype, name, *args):
+    """A dask array whose block ``i`` is ``func(slices_of_block_i, *args)``.
+
+    The graph is one blockwise layer that stores only the chunk sizes and creates
+    each task when it is needed, so building it costs the same for 10 blocks or 10
+    million (``da.map_blocks`` with ``block_info`` builds a dict per block up front).
+    """
+    import dask.array as da
+    from dask.blockwise import blockwise
+    from dask.highlevelgraph import HighLevelGraph
+    from dask.layers import ArraySliceDep
+
+    chunks = da.core.normalize_chunks(chunks, shape)
+    index = tuple(range(len(shape)))
+    constants = [x for arg in args for x in (arg, None)]
+    layer = blockwise(
+        func, name, index, ArraySliceDep(chunks), index, *constants,
+        numblocks={}, _data_producer=True,
+    )
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=())
+    return da.Array(graph, name, chunks, meta=np.empty((0,) * len(shape), dtype))

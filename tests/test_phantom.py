@@ -197,3 +197,60 @@ def test_tiled_code_matches_the_plain_definition_bit_for_bit(
     np.testing.assert_array_equal(labels, want_labels)
     np.testing.assert_array_equal(phantom._image_block(start, stop, spacing, seed), want_image)
     np.testing.assert_array_equal(phantom._labels_block(start, stop, spacing, seed), want_labels)
+
+
+@pytest.mark.parametrize("shape", [(1024, 4096, 4096), (8192, 8192, 8192), (2**21 - 1,) * 3])
+def test_building_a_lazy_phantom_is_instant_whatever_its_size(shape):
+    import time
+
+    start = time.perf_counter()
+    image, labels = make_phantom(shape, chunks=(64, 128, 128), seed=3)
+    region = image[:, 5:7, 1000:1002, 300]
+    seconds = time.perf_counter() - start
+    assert seconds < 1.0, f"building took {seconds:.2f} s"
+    assert image.npartitions >= 16384
+    want = make_phantom((7, 1002, 301), seed=3)[0][:, 5:7, 1000:1002, 300]
+    np.testing.assert_array_equal(region.compute(), want)
+
+
+def test_eager_phantom_too_big_for_memory_fails_before_allocating(monkeypatch):
+    import psutil
+
+    class Small:
+        available = 2**30
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Small())
+    with pytest.raises(MemoryError, match=r"chunks=.*lazy dask"):
+        make_phantom((512, 512, 520))  # over 1 GiB of image + labels
+    image, _ = make_phantom((512, 512, 512), chunks=128)  # lazy is fine
+    assert image.shape == (2, 512, 512, 512)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"shape": "64"}, "three positive sizes"),
+        ({"shape": 64}, "three positive sizes"),
+        ({"shape": (8, 8.5, 8)}, "shape: expected whole numbers"),
+        ({"shape": (8, "8", 8)}, "shape: expected whole numbers"),
+        ({"shape": (8, None, 8)}, "shape: expected whole numbers"),
+        ({"shape": (8, 8, 2**21)}, "below"),
+        ({"shape": (8, 8, 8), "chunks": "4"}, "chunks must be"),
+        ({"shape": (8, 8, 8), "chunks": (4, 4, 4.5)}, "chunks: expected whole numbers"),
+        ({"shape": (8, 8, 8), "chunks": True}, "chunks must be"),
+        ({"shape": (8, 8, 8), "seed": 1.5}, "seed: expected whole numbers"),
+        ({"shape": (8, 8, 8), "seed": "1"}, "seed: expected whole numbers"),
+        ({"shape": (8, 8, 8), "seed": 2**20}, "seed must be"),
+        ({"shape": (8, 8, 8), "spacing": float("nan")}, "spacing must be"),
+        ({"shape": (8, 8, 8), "spacing": "18"}, "spacing must be"),
+        ({"shape": (8, 8, 8), "spacing": float("inf")}, "spacing must be"),
+    ],
+)
+def test_more_bad_input_gets_a_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_phantom(**kwargs)
+
+
+def test_float_sizes_that_are_whole_numbers_are_accepted():
+    image, _ = make_phantom((4.0, 8, np.int64(8)), chunks=(2.0, 8, 8), seed=np.int64(1), spacing=8)
+    np.testing.assert_array_equal(image.compute(), make_phantom((4, 8, 8), seed=1, spacing=8)[0])
