@@ -74,3 +74,8 @@ def pytest_terminal_summary(terminalreporter, config):
     for name, entry in sorted(report.items(), key=lambda kv: -kv[1].get("seconds", 0)):
         state = "ok" if entry.get("ok") else "FAILED"
         terminalreporter.write_line(f"{name:<24} {state:<7} {entry.get('seconds', 0):6.1f}")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The book's tests (which wait for the chapters) run last, after the unit tests."""
+    items.sort(key=lambda item: item.get_closest_marker("book") is not None)
