@@ -131,6 +131,7 @@ def _png_width(path: Path) -> int:
     return struct.unpack(">I", head[16:20])[0]
 
 
+@pytest.mark.book  # after tests/test_book.py has rendered the book
 def test_built_chapter_pages_load_the_nav_fix_and_the_table_css():
     missing = []
     for page in _chapter_pages():
@@ -145,6 +146,7 @@ def test_built_chapter_pages_load_the_nav_fix_and_the_table_css():
     assert not missing, "pages without the fixes:\n" + "\n".join(missing)
 
 
+@pytest.mark.book  # after tests/test_book.py has rendered the book
 def test_built_figures_fit_the_column_at_their_saved_dpi():
     too_wide = []
     for page in _chapter_pages():
