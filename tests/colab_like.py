@@ -180,8 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         env_vars = kernel_dirs(Path(tmp))
         # The book's package, built once as a wheel: what pip would build from the git URL.
-        wheel_dir = Path(tmp) / "wheel"
-        subprocess.run([args.uv, "build", "--wheel", "--quiet", "--out-dir", str(wheel_dir), str(REPO)],
+        # Built from a copy of the package's sources, so nothing (build/, *.egg-info) is
+        # left in the work tree.
+        src, wheel_dir = Path(tmp) / "src", Path(tmp) / "wheel"
+        src.mkdir()
+        for name in ["pyproject.toml", "README.md", "LICENSE"]:
+            shutil.copy2(REPO / name, src / name)
+        shutil.copytree(REPO / "data_helpers", src / "data_helpers",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run([args.uv, "build", "--wheel", "--quiet", "--out-dir", str(wheel_dir), str(src)],
                        check=True, env=dict(os.environ, UV_PYTHON_DOWNLOADS="never"))
         env_vars["ZARR_BOOK_SOURCE"] = str(next(wheel_dir.glob("*.whl")))
         env_vars["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # ipykernel 6 on 3.13: debugger notice
