@@ -1,4 +1,5 @@
-"""The rendered book works on phones, separates table columns, and fits figures to the column.
+"""The rendered book works on phones, separates table columns, fits figures to the column,
+and gives every figure alt text.
 
 Static checks of the configuration always run. The checks of built pages run when
 ``_build/html`` holds a build (``make book``), and skip with the reason otherwise.
@@ -79,6 +80,36 @@ def test_figure_style_fits_the_column():
     assert BOOK_STYLE["xtick.labelsize"] / 72 * BOOK_STYLE["figure.dpi"] >= 10  # px
 
 
+#: A code cell that draws a matplotlib figure: the chapters make every figure with
+#: plt.subplots or plt.figure, or by calling icechunk.md's ``three_views``, which does.
+#: (The built-page test below checks what was really rendered.)
+FIGURE_CALL = re.compile(r"\bplt\.(?:subplots|figure)\(|^three_views\(", re.M)
+
+
+def test_chapter_cells_that_draw_a_figure_give_it_alt_text():
+    """myst-nb writes an output image's alt text from the cell's ``mystnb: image: alt:``.
+
+    Without it, docutils writes the image's own path as its ``alt``, which a screen
+    reader reads out as a file name.
+    """
+    import jupytext
+
+    missing = []
+    for md in build.chapters():
+        for i, cell in enumerate(jupytext.read(md).cells):
+            if cell.cell_type != "code" or not FIGURE_CALL.search(cell.source):
+                continue
+            alt = ((cell.metadata.get("mystnb") or {}).get("image") or {}).get("alt")
+            if not (isinstance(alt, str) and alt.strip()):
+                first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
+                missing.append(f"{md.name}, code cell {i}: {first[:70]}")
+    assert not missing, (
+        "cells that draw a figure without alt text; add front matter to the code cell:\n"
+        "  ---\n  mystnb:\n    image:\n      alt: \"What the figure shows and its point.\"\n"
+        "  ---\n" + "\n".join(missing)
+    )
+
+
 # -- built pages (when present) -------------------------------------------------------
 
 class _Page(HTMLParser):
@@ -86,7 +117,9 @@ class _Page(HTMLParser):
         super().__init__()
         self.scripts: list[str] = []
         self.styles: list[str] = []
-        self.images: list[dict] = []
+        self.images: list[dict] = []  # in cell outputs
+        self.content_images: list[dict] = []  # anywhere in the page's <main>
+        self._main = 0  # inside <main>
         self._depth = 0  # inside a cell output
         self._stack: list[bool] = []
 
@@ -100,10 +133,16 @@ class _Page(HTMLParser):
             opens = "cell_output" in (a.get("class") or "")
             self._stack.append(opens)
             self._depth += opens
+        if tag == "main":
+            self._main += 1
         if tag == "img" and self._depth:
             self.images.append(a)
+        if tag == "img" and self._main:
+            self.content_images.append(a)
 
     def handle_endtag(self, tag):
+        if tag == "main" and self._main:
+            self._main -= 1
         if tag == "div" and self._stack:
             self._depth -= self._stack.pop()
 
@@ -170,4 +209,31 @@ def test_built_figures_fit_the_column_at_their_saved_dpi():
     assert not too_wide, (
         f"figures wider than the {COLUMN_PX} px column (the browser shrinks them and "
         f"their text); draw them at most {COLUMN_INCHES} in wide:\n" + "\n".join(too_wide)
+    )
+
+
+def _no_alt(img: dict) -> bool:
+    """True if ``img`` has no real alt text: none, blank, or its own file name (the
+    docutils default when myst-nb was given none)."""
+    alt = (img.get("alt") or "").strip()
+    src = img.get("src") or ""
+    return not alt or alt == src or Path(alt).name == Path(src).name or bool(
+        re.fullmatch(r"\S+\.(?:png|jpe?g|gif|svg|webp)", alt, flags=re.I))
+
+
+@pytest.mark.book  # after tests/test_book.py has rendered the book
+def test_built_figures_have_alt_text():
+    missing, seen = [], 0
+    for page in _chapter_pages():
+        parsed = _parse(page)
+        assert parsed.content_images or not parsed.images, f"{page.name}: no <main> found"
+        for img in parsed.content_images:
+            seen += 1
+            if _no_alt(img):
+                alt = "no alt" if img.get("alt") is None else f"alt={img['alt']!r}"
+                missing.append(f"{page.name}: {Path(img.get('src') or '?').name} ({alt})")
+    assert seen, f"no images in the chapter pages of {HTML}"
+    assert not missing, (
+        "images without alt text (give the cell `mystnb: image: alt:` front matter, "
+        "see test_chapter_cells_that_draw_a_figure_give_it_alt_text):\n" + "\n".join(missing)
     )
