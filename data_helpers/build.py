@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +77,7 @@ def execute_one(md: Path) -> dict:
     nb = jupytext.read(md)
     EXECUTED.mkdir(parents=True, exist_ok=True)
     os.environ[BUILD_ENV] = "1"
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), datetime.now(timezone.utc)
     entry = {"chapter": md.stem, "fingerprint": fingerprint(md), "ok": True, "error": ""}
     try:
         nbclient.NotebookClient(
@@ -86,7 +87,19 @@ def execute_one(md: Path) -> dict:
     except Exception as exc:  # the cell error, with its traceback, goes to the report
         entry["ok"] = False
         entry["error"] = _strip_ansi(str(exc))[-8000:]
-    entry["seconds"] = round(time.perf_counter() - start, 1)
+    total = time.perf_counter() - start
+    # "seconds": from starting the kernel to the last cell's reply, what a reader waits
+    # for; the kernel's shutdown is reported apart (ipykernel waits up to seconds for
+    # child processes that ignore SIGTERM, such as multiprocessing's resource tracker)
+    replies = [c.metadata.get("execution", {}).get("shell.execute_reply") for c in nb.cells
+               if c.cell_type == "code"]
+    replies = [r for r in replies if r]
+    if entry["ok"] and replies:
+        last = datetime.fromisoformat(replies[-1].replace("Z", "+00:00"))
+        entry["seconds"] = round(min(total, (last - started_at).total_seconds()), 1)
+    else:
+        entry["seconds"] = round(total, 1)
+    entry["with kernel shutdown"] = round(total, 1)
     # Executed notebooks keep MyST markdown; myst-nb renders them with their outputs.
     nb.metadata.pop("jupytext", None)
     nbformat.write(nb, EXECUTED / f"{md.stem}.ipynb")
@@ -134,7 +147,9 @@ def execute(selected: list[Path] | None = None, *, force: bool = False, jobs: in
         for entry in pool.map(run, todo):
             report[entry["chapter"]] = entry
             state = "ok" if entry["ok"] else "FAILED"
-            log(f"  {entry['chapter']:<22} {state:<7} {entry['seconds']:6.1f} s")
+            log(f"  {entry['chapter']:<22} {state:<7} {entry['seconds']:6.1f} s "
+                f"({entry.get('with kernel shutdown', entry['seconds']):.1f} s with the "
+                "kernel's shutdown)")
     EXECUTED.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(report, indent=1))
     return report

@@ -70,10 +70,13 @@ def pytest_terminal_summary(terminalreporter, config):
     if future is None or not future.done() or future.exception():
         return
     report = future.result()
-    terminalreporter.section("chapters executed (seconds, two at a time)")
+    terminalreporter.section("chapters executed (seconds to the last cell, and with the "
+                             "kernel's shutdown; two at a time)")
     for name, entry in sorted(report.items(), key=lambda kv: -kv[1].get("seconds", 0)):
         state = "ok" if entry.get("ok") else "FAILED"
-        terminalreporter.write_line(f"{name:<24} {state:<7} {entry.get('seconds', 0):6.1f}")
+        seconds = entry.get("seconds", 0)
+        terminalreporter.write_line(
+            f"{name:<24} {state:<7} {seconds:6.1f} {entry.get('with kernel shutdown', seconds):6.1f}")
 
 
 def pytest_collection_modifyitems(session, config, items):
