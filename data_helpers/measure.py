@@ -410,3 +410,32 @@ def peak_memory(func: Callable[[], Any]) -> tuple[Any, int]:
         if not was_tracing:
             tracemalloc.stop()
     return result, max(peak, 0)
+
+
+def peak_rss() -> int:
+    """The peak resident memory of this process so far, in bytes.
+
+    On Linux this is ``VmHWM`` from ``/proc/self/status``: it starts afresh when a
+    program starts (``exec``), so a subprocess reports its own peak. (``ru_maxrss``
+    does not: Linux carries it over from the parent across ``fork`` and ``exec``, so a
+    small child of a big notebook kernel would report the kernel's peak.) Elsewhere
+    it falls back to ``ru_maxrss`` (bytes on macOS, KiB on other systems).
+
+    Example
+    -------
+    >>> import psutil
+    >>> peak_rss() >= psutil.Process().memory_info().rss
+    True
+    """
+    import resource
+    import sys
+
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss if sys.platform == "darwin" else maxrss * 1024
