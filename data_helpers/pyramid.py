@@ -6,8 +6,11 @@ Rules the recipe follows (chapter "Big data"):
    writers ever read-modify-write the same shard (:func:`check_aligned` refuses
    any other plan, :func:`shard_regions` makes the plan).
 2. **Each level is computed from the stored level above it**, one output shard
-   at a time: never one giant graph, never the whole volume in memory. Memory is
-   about one output shard per worker, whatever the size of the volume.
+   at a time (its chunks on ``workers`` threads), and the finished shard is
+   encoded while the next one is computed: never one giant graph, never the whole
+   volume in memory. Memory is a few shards (one being filled, up to two being
+   encoded; small shards are grouped into batches of ``CHUNKS_PER_WORKER`` chunks
+   per worker), whatever the size of the volume.
 3. **Block means, rounded half up, in exact integer arithmetic**: each voxel of
    level ``k + 1`` is ``(sum of its 2 x 2 x 2 block + 4) // 8`` (:func:`block_mean`).
    Partial blocks at an odd edge are dropped (level shape ``n // 2``).
@@ -39,6 +42,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,6 +51,13 @@ from typing import Any
 import numpy as np
 
 Region = tuple[slice, ...]
+#: Consecutive shards are written together in batches of at least this many
+#: chunks per worker (and at least one shard), so that every core has chunks to
+#: encode while a batch is written.
+CHUNKS_PER_WORKER = 4
+#: Freed memory is given back to the system (:func:`release_freed_memory`) after
+#: every this many pieces, and after every batch written.
+TRIM_EVERY = 8
 
 
 def _as_tuple(value: int | Sequence[int], ndim: int, what: str) -> tuple[int, ...]:
@@ -119,20 +130,35 @@ def block_mean(a: np.ndarray, factor: int = 2) -> np.ndarray:
     """Mean of ``factor``-wide blocks along every axis; partial edge blocks dropped.
 
     Integers: the exact sum, then rounded half up, ``(sum + n // 2) // n`` with
-    ``n = factor**ndim``, computed in 64-bit integers (no float rounding at all).
-    Floats: the mean in the array's own dtype.
+    ``n = factor**ndim``, in an integer type wide enough for the sum (no float
+    rounding at all). Floats: the mean in the array's own dtype. The sum is taken
+    one axis at a time, so each step works on a smaller array than the last.
 
     >>> block_mean(np.array([[1, 2], [2, 2]], dtype="uint8"))  # 7 / 4 = 1.75
     array([[2]], dtype=uint8)
     >>> block_mean(np.array([[1, 1], [2, 2]], dtype="uint8"))  # 1.5 rounds up
     array([[2]], dtype=uint8)
     """
-    out_shape = tuple(s // factor for s in a.shape)
     n = factor**a.ndim
     integer = np.issubdtype(a.dtype, np.integer)
-    total = np.zeros(out_shape, np.int64 if integer else a.dtype)
-    for offsets in itertools.product(range(factor), repeat=a.ndim):
-        total += a[tuple(slice(o, o + factor * s, factor) for o, s in zip(offsets, out_shape))]
+    if integer:
+        # int32 holds n values of 8 or 16 bits as long as n <= 2**15
+        wide = np.int32 if a.dtype.itemsize <= 2 and n <= 2**15 else np.int64
+    else:
+        wide = a.dtype
+    total = a
+    for axis in range(a.ndim):
+        size = a.shape[axis] // factor
+
+        def part(offset: int, axis: int = axis, size: int = size) -> np.ndarray:
+            index = [slice(None)] * a.ndim
+            index[axis] = slice(offset, offset + factor * size, factor)
+            return total[tuple(index)]
+
+        step = part(0).astype(wide)
+        for offset in range(1, factor):
+            step += part(offset)
+        total = step
     if integer:
         total += n // 2
         total //= n
@@ -201,33 +227,142 @@ class _Level:
                 {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}},
                 open=True, context=ts_context,
             ).result()
+            self.itemsize = self.array.dtype.numpy_dtype.itemsize
         else:
             import zarr
 
             self.array = zarr.open_array(path, mode="r+")
+            self.itemsize = self.array.dtype.itemsize
 
     def read(self, region: Region) -> np.ndarray:
         if self.engine == "tensorstore":
             return self.array[region].read().result()
         return self.array[region]
 
-    def write(self, region: Region, pieces: Callable[[], Any]) -> None:
-        """Write one shard region from ``pieces()``: pairs (sub-region, values) that tile it.
+    def write_shards(
+        self, regions: list[Region], jobs: Callable[[Region], list[Callable[[], Any]]],
+        workers: int, batch_bytes: int,
+    ) -> None:
+        """Write whole shard ``regions`` from their ``jobs``: callables returning (sub-region, values).
 
-        tensorstore stages the pieces in one transaction and encodes the shard
-        once at commit; zarr-python gets the whole region in one assignment.
+        Consecutive shards are grouped into batches of at least ``batch_bytes``
+        (one shard if it is that big). The jobs run in order on ``workers``
+        threads, at most ``workers`` at a time, and a batch is written when all
+        its pieces are in: every shard is written once, whole, by one writer.
+        While batches are being encoded and written, the next one is computed
+        (two batches in flight when a batch is a big shard, up to four when
+        batches are small).
+
+        tensorstore stages the pieces of a batch in one transaction (a piece that
+        is whole chunks, such as level 0's whole shards, by reference, with no
+        copy) and encodes its chunks on its own threads at commit; zarr-python gets
+        one assignment per shard, on a writer thread.
         """
-        if self.engine == "tensorstore":
-            txn = self._ts.Transaction()
-            view = self.array.with_transaction(txn)
-            for sub, values in pieces():
-                view[sub].write(values).result()
-            txn.commit_sync()
-        else:
-            block = np.empty(tuple(s.stop - s.start for s in region), self.array.dtype)
-            for sub, values in pieces():
-                block[tuple(slice(a.start - r.start, a.stop - r.start) for a, r in zip(sub, region))] = values
+        batches: list[list[Region]] = []
+        size = largest = batch_bytes
+        for region in regions:
+            if size >= batch_bytes:
+                batches.append([])
+                largest, size = max(largest, size), 0
+            batches[-1].append(region)
+            size += math.prod(r.stop - r.start for r in region) * self.itemsize
+        # batches written at once: one if a batch is a big shard, up to 4 if small
+        limit = max(2, 4 * batch_bytes // max(largest, size))
+
+        # every job of the level, in order, tagged with its batch: the threads never
+        # wait at the end of a batch, the next batch's pieces are already computing
+        plan = [(b, job) for b, batch in enumerate(batches)
+                for region in batch for job in jobs(region)]
+        left = [0] * len(batches)  # pieces of each batch not staged yet
+        for b, _ in plan:
+            left[b] += 1
+
+        writing: deque = deque()  # writes in flight: tensorstore commits or zarr writes
+        pool, writer = ThreadPoolExecutor(workers), ThreadPoolExecutor(1)
+        todo, running = iter(plan), deque()
+        filling, staged = -1, 0
+        try:
+            for b, job in itertools.islice(todo, workers):
+                running.append((b, pool.submit(job)))
+            while running:
+                b, future = running.popleft()
+                sub, values = future.result()
+                following = next(todo, None)
+                if following is not None:
+                    running.append((following[0], pool.submit(following[1])))
+                if b != filling:  # the first piece of the next batch
+                    filling, pieces = b, []
+                    if self.engine == "tensorstore":
+                        txn = self._ts.Transaction()
+                        view = self.array.with_transaction(txn)
+                if self.engine == "tensorstore":
+                    view[sub].write(values, can_reference_source_data_indefinitely=True).result()
+                    staged += 1
+                    if staged % TRIM_EVERY == 0:
+                        release_freed_memory()
+                else:
+                    pieces.append((sub, values))
+                del values
+                left[b] -= 1
+                if left[b]:
+                    continue
+                # the batch is complete: write it (after the oldest write, if too many)
+                while len(writing) >= limit:
+                    writing.popleft().result()
+                    release_freed_memory()
+                if self.engine == "tensorstore":
+                    writing.append(txn.commit_async())
+                else:
+                    writing.append(writer.submit(self._write_zarr, batches[b], pieces))
+            while writing:
+                writing.popleft().result()
+                release_freed_memory()
+        finally:
+            # on an error: no new piece starts, the batch being filled is never
+            # written, and the batches already being written finish before we return
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future in writing:
+                future.exception()
+            writer.shutdown(wait=True)
+
+    def _write_zarr(self, batch: list[Region], pieces: list[tuple[Region, np.ndarray]]) -> None:
+        """zarr-python: each shard of ``batch`` in one assignment, put together from ``pieces``."""
+        for region in batch:
+            inside = [(sub, values) for sub, values in pieces
+                      if all(r.start <= a.start and a.stop <= r.stop for a, r in zip(sub, region))]
+            if len(inside) == 1 and inside[0][0] == region:
+                self.array[region] = inside[0][1]
+                continue
+            block = np.empty(tuple(r.stop - r.start for r in region), self.array.dtype)
+            for sub, values in inside:
+                block[tuple(slice(a.start - r.start, a.stop - r.start)
+                            for a, r in zip(sub, region))] = values
             self.array[region] = block
+
+
+def release_freed_memory() -> None:
+    """Give memory that was freed, but kept by the C allocator, back to the system.
+
+    glibc keeps freed memory for reuse, in pieces that a long run of large
+    allocations from several threads may never reuse, so a process's resident
+    memory grows past what it uses. ``malloc_trim(0)`` returns it. (dask's workers
+    get the same effect from the environment variable ``MALLOC_TRIM_THRESHOLD_``,
+    which must be set before the process starts.) Elsewhere than Linux with glibc
+    this does nothing.
+
+    >>> release_freed_memory()
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to do
+        pass
 
 
 def write_pyramid(
@@ -268,8 +403,11 @@ def write_pyramid(
     engine
         ``"tensorstore"`` or ``"zarr"`` (zarr-python) for the chunk I/O.
     workers
-        Shards processed at the same time (default ``os.cpu_count()``); memory
-        is about ``workers`` x one shard of the level being written.
+        Threads computing the pieces of a shard (default ``os.cpu_count()``).
+        Memory is a few shards of the level being written (one being filled, up
+        to two being encoded; small shards are grouped into batches of at least
+        ``CHUNKS_PER_WORKER * workers`` chunks), plus ``workers`` pieces being
+        computed. Level 0 from a NumPy array is not copied at all.
     start_level
         Skip the levels below it: they are already stored (case "level 0 on disk").
     progress
@@ -283,6 +421,8 @@ def write_pyramid(
     if engine not in ("tensorstore", "zarr"):
         raise ValueError(f"engine must be 'tensorstore' or 'zarr'; got {engine!r}.")
     ndim = len(image.shape)
+    # a tensorstore array's dtype is tensorstore's own; its .numpy_dtype is NumPy's
+    dtype = np.dtype(getattr(image.dtype, "numpy_dtype", image.dtype))
     if len(axes) != ndim:
         raise ValueError(f"axes {axes!r} must name each of the {ndim} axes of the image, e.g. 'zyx'.")
     chunks = _as_tuple(chunks, ndim, "chunks")
@@ -310,7 +450,7 @@ def write_pyramid(
     ]
     for k in range(start_level, levels):
         zarr.create_array(
-            group.store, name=str(k), shape=shapes[k], dtype=image.dtype, chunks=chunks,
+            group.store, name=str(k), shape=shapes[k], dtype=dtype, chunks=chunks,
             shards=None if level_shards[k] == chunks else level_shards[k],
             compressors=compressors, fill_value=0, dimension_names=tuple(axes),
             overwrite=start_level > 0,
@@ -322,30 +462,35 @@ def write_pyramid(
 
         ts_context = ts.Context({"cache_pool": {"total_bytes_limit": 0}})
 
+    piece = (max(1, chunks[0] // 2), *chunks[1:])
+    batch_bytes = CHUNKS_PER_WORKER * workers * math.prod(chunks) * dtype.itemsize
     for k in range(start_level, levels):
         start = time.perf_counter()
         target = _Level(path / str(k), engine, ts_context)
         if k == 0:
-            def pieces(region: Region) -> Callable[[], Any]:
-                return lambda: [(region, np.asarray(image[region]))]
+            def jobs(region: Region) -> list[Callable[[], Any]]:
+                return [lambda: (region, np.asarray(image[region]))]
         else:
             source = _Level(path / str(k - 1), engine, ts_context)
 
-            def pieces(region: Region, source: _Level = source) -> Callable[[], Any]:
-                # one chunk of the output at a time, from the 2x larger block above
-                def make():
-                    for sub in shard_regions([s.stop - s.start for s in region], chunks):
-                        out = tuple(slice(r.start + s.start, r.start + s.stop) for r, s in zip(region, sub))
-                        above = source.read(tuple(slice(2 * o.start, 2 * o.stop) for o in out))
-                        yield out, block_mean(above)
-                return make
+            def jobs(region: Region, source: _Level = source) -> list[Callable[[], Any]]:
+                # one job per half output chunk (halved along the first axis, to keep
+                # memory small): read the 2x larger block above (whole chunks of the
+                # level above) and average it
+                def job(out: Region) -> tuple[Region, np.ndarray]:
+                    return out, block_mean(source.read(tuple(slice(2 * o.start, 2 * o.stop) for o in out)))
+
+                return [
+                    lambda out=tuple(slice(r.start + s.start, r.start + s.stop)
+                                     for r, s in zip(region, sub)): job(out)
+                    for sub in shard_regions([r.stop - r.start for r in region], piece)
+                ]
 
         regions = shard_regions(shapes[k], level_shards[k])
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda r: target.write(r, pieces(r)), regions))
+        target.write_shards(regions, jobs, workers, batch_bytes)
         if progress:
             seconds = time.perf_counter() - start
-            nbytes = math.prod(shapes[max(k - 1, 0)]) * image.dtype.itemsize
+            nbytes = math.prod(shapes[max(k - 1, 0)]) * dtype.itemsize
             print(f"level {k}: {len(regions)} shard(s) of {level_shards[k]} written, "
                   f"{seconds:.2f} s, {nbytes / 1e6 / seconds:.0f} MB/s read")
     return path

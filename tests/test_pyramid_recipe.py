@@ -33,6 +33,21 @@ def test_block_mean_equals_the_numpy_reference(volume):
     np.testing.assert_array_equal(block_mean(volume), numpy_mean_half_up(volume))
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int16", "uint16", "int32", "uint32"])
+@pytest.mark.parametrize("factor", [2, 3])
+def test_block_mean_is_the_exact_sum_rounded_half_up_for_every_integer_type(dtype, factor):
+    import itertools
+
+    info = np.iinfo(dtype)
+    a = np.random.default_rng(5).integers(info.min, info.max, (13, 8, 7), endpoint=True).astype(dtype)
+    out = tuple(s // factor for s in a.shape)
+    total = np.zeros(out, np.int64)  # the plain definition, in 64-bit integers
+    for o in itertools.product(range(factor), repeat=3):
+        total += a[tuple(slice(i, i + factor * n, factor) for i, n in zip(o, out))]
+    n = factor**3
+    np.testing.assert_array_equal(block_mean(a, factor), ((total + n // 2) // n).astype(dtype))
+
+
 def test_block_mean_rounds_ties_up_and_keeps_full_uint16_range():
     a = np.full((2, 2, 2), 65535, np.uint16)
     assert block_mean(a)[0, 0, 0] == 65535  # no overflow
@@ -128,3 +143,43 @@ def test_recipe_continues_from_a_stored_level_zero(tmp_path, volume):
 def test_recipe_bad_arguments_name_the_fix(tmp_path, volume, kwargs, message):
     with pytest.raises(ValueError, match=message):
         write_pyramid(volume, tmp_path / "x.ome.zarr", **{"chunks": 16, **kwargs})
+
+
+def test_recipe_reads_a_lazy_tensorstore_volume(tmp_path, volume):
+    import tensorstore as ts
+
+    stacked = ts.concat([ts.array(volume)] * 2, axis=0)  # nothing computed yet
+    path = write_pyramid(stacked, tmp_path / "lazy.ome.zarr", levels=2, chunks=16, shards=32)
+    group = zarr.open_group(path, mode="r")
+    both = np.concatenate([volume, volume])
+    np.testing.assert_array_equal(group["0"][:], both)
+    np.testing.assert_array_equal(group["1"][:], numpy_mean_half_up(both))
+
+
+@pytest.mark.parametrize("engine", ["tensorstore", "zarr"])
+def test_a_failing_read_stops_the_recipe_and_leaves_no_half_written_shard(
+    tmp_path, volume, engine, monkeypatch
+):
+    import data_helpers.pyramid
+
+    monkeypatch.setattr(data_helpers.pyramid, "CHUNKS_PER_WORKER", 1)  # one shard per batch
+    class FailsInSecondShard:
+        shape, dtype = volume.shape, volume.dtype
+
+        def __getitem__(self, region):
+            if region[0].start >= 32:
+                raise OSError("the source went away")
+            return volume[region]
+
+    path = tmp_path / "fail.ome.zarr"
+    with pytest.raises(OSError, match="went away"):
+        write_pyramid(FailsInSecondShard(), path, levels=2, chunks=16, shards=32,
+                      engine=engine, workers=2)
+    # the four shards of z 0-31 were written whole; the failing shard and all after
+    # it (and level 1) were never written, not even in part
+    shards = sorted(str(f.relative_to(path / "0" / "c")) for f in (path / "0" / "c").rglob("*")
+                    if f.is_file())
+    assert shards == ["0/0/0", "0/0/1", "0/1/0", "0/1/1"]
+    level0 = zarr.open_array(path / "0", mode="r")
+    np.testing.assert_array_equal(level0[:32], volume[:32])
+    assert not (path / "1" / "c").exists()
