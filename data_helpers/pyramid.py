@@ -266,7 +266,7 @@ class _Level:
                 largest, size = max(largest, size), 0
             batches[-1].append(region)
             size += math.prod(r.stop - r.start for r in region) * self.itemsize
-        # batches written at once: one if a batch is a big shard, up to 4 if small
+        # batches being written at once: two if a batch is a big shard, up to four if small
         limit = max(2, 4 * batch_bytes // max(largest, size))
 
         # every job of the level, in order, tagged with its batch: the threads never
